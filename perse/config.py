@@ -1,0 +1,249 @@
+"""One typed configuration for the whole pipeline.
+
+A `PipelineConfig` is built from a preset, optionally a YAML/JSON file, then `section.field=value`
+overrides (CLI `--set`), and is passed unchanged to every stage, so a run folder's `config.json`
+fully describes how it was produced.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perse.errors import ConfigError
+
+DEFAULT_CATEGORIES = ("hair", "beard", "hat", "glasses", "eyebrows", "lips", "skin", "earrings")
+
+
+@dataclass
+class IngestConfig:
+    size: int = 512
+    # Vertical field of view of every camera in the project (PERSE.md: one camera convention).
+    fov_deg: float = 14.0
+    # Crop side as a multiple of the face height (brow-to-chin): holds hair and a little shoulder.
+    crop_scale: float = 2.6
+    max_megapixels: float = 40.0
+    min_side: int = 64
+    # A face whose brow-to-chin height is smaller than this (in the original photo) is refused.
+    min_face_px: int = 48
+    matte_feather_px: float = 2.0
+
+
+@dataclass
+class SynthConfig:
+    editor: str = "parametric"  # "parametric" | "diffusers"
+    animator: str = "lift"
+    identity: str = "dlib"  # "dlib" | "insightface"
+    interp: str = "exact"  # "exact" | "morph"
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    values: int = 3
+    frames: int = 32
+    size: int = 512
+    identity_threshold: float = 0.5
+    interp_ts: tuple[float, ...] = (1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)
+    diffusers_model: str = "stabilityai/stable-diffusion-2-inpainting"
+    diffusers_steps: int = 25
+    diffusers_guidance: float = 7.5
+    insightface_model: str = ""  # local .onnx path or "hub-repo-id/file.onnx"
+
+
+@dataclass
+class AvatarConfig:
+    num_gaussians: int = 100_000
+    latent_dim: int = 16  # per category
+    decoder_width: int = 128
+    decoder_layers: int = 3
+    pos_freqs: int = 6
+    steps: int = 3000
+    interp_start: float = 0.5  # fraction of steps after which the interpolation loss is added
+    batch_frames: int = 4
+    lr: float = 5e-3
+    decoder_lr: float = 1e-3
+    code_lr: float = 1e-2
+    ssim_weight: float = 0.2
+    alpha_weight: float = 0.1
+    prior_weight: float = 1e-3
+    prior_std: float = 0.25
+    interp_weight: float = 1.0
+    lpips_weight: float = 0.0
+    densify: bool = True
+    checkpoint_every: int = 500
+    preview_every: int = 250
+    holdout_every: int = 8  # every n-th frame of a clip is held out for metrics
+
+
+@dataclass
+class ExportConfig:
+    fps: int = 24
+    interp_frames: int = 24
+    turntable_frames: int = 48
+    web_ply_max_gaussians: int = 60_000
+
+
+@dataclass
+class PipelineConfig:
+    preset: str = "fast"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    seed: int = 0
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    avatar: AvatarConfig = field(default_factory=AvatarConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU, seconds: tests, CI and machines without a GPU.
+    "tiny": {
+        "ingest.size": 256,
+        "synth.size": 64,
+        "synth.categories": ("hair", "glasses", "lips"),
+        "synth.values": 2,
+        "synth.frames": 8,
+        "avatar.num_gaussians": 1500,
+        "avatar.steps": 200,
+        "avatar.decoder_width": 64,
+        "avatar.batch_frames": 2,
+        "avatar.checkpoint_every": 100,
+        "avatar.preview_every": 50,
+        "export.interp_frames": 8,
+        "export.turntable_frames": 12,
+    },
+    # One Space GPU call at 512 px.
+    "fast": {},
+    "quality": {
+        "synth.values": 5,
+        "synth.frames": 48,
+        "avatar.num_gaussians": 130_000,
+        "avatar.steps": 12000,
+        "avatar.decoder_width": 192,
+    },
+}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Turn a string/JSON value into the declared field type."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (item_type, *_rest) = typing.get_args(annotation)
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, item_type, key) for v in items if v != "")
+    try:
+        if annotation is bool:
+            if isinstance(value, str):
+                lowered = value.lower()
+                if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                    raise ValueError(value)
+                return lowered in {"1", "true", "yes", "on"}
+            return bool(value)
+        if annotation is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if annotation is float:
+            return float(value)
+        if annotation is str:
+            return str(value)
+    except ValueError as exc:
+        raise ConfigError(f"config key '{key}': cannot read {value!r} as {annotation.__name__}") from exc
+    raise ConfigError(f"config key '{key}': unsupported type {annotation}")
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def set_value(config: PipelineConfig, key: str, value: Any) -> None:
+    """Set `section.field` (or a top-level field) from a string or JSON value, type-checked."""
+    parts = key.split(".")
+    target: Any = config
+    for part in parts[:-1]:
+        if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
+            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: ingest, synth, avatar, export")
+        target = getattr(target, part)
+    name = parts[-1]
+    types = _field_types(target)
+    if name not in types or dataclasses.is_dataclass(getattr(target, name)):
+        known = ", ".join(sorted(n for n in types if not dataclasses.is_dataclass(getattr(target, n))))
+        raise ConfigError(f"unknown config key '{key}'; known keys here: {known}")
+    setattr(target, name, _coerce(value, types[name], key))
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from exc
+    try:
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise different types; both mean "malformed"
+        raise ConfigError(f"config file {path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def build_config(
+    preset: str = "fast",
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> PipelineConfig:
+    """Preset, then file, then overrides ("key=value" strings or a dict), each layer winning."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    config = PipelineConfig(preset=preset)
+    layers: list[dict[str, Any]] = [PRESETS[preset]]
+    if file is not None:
+        data = load_file(file)
+        if "preset" in data and data["preset"] != preset:
+            return build_config(data["preset"], file, overrides)
+        layers.append(_flatten(data))
+    if isinstance(overrides, list):
+        parsed = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' must look like section.key=value, e.g. avatar.steps=500")
+            key, value = item.split("=", 1)
+            parsed[key.strip()] = value.strip()
+        layers.append(parsed)
+    elif overrides:
+        layers.append(overrides)
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "preset":
+                continue
+            set_value(config, key, value)
+    return config
+
+
+def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
+    """Rebuild a config saved with `to_dict` (e.g. a run's config.json)."""
+    return build_config(data.get("preset", "fast"), overrides=_flatten(data))

@@ -1,0 +1,319 @@
+"""The on-disk dataset contract (PERSE.md section 4): every stage reads and writes it only through here.
+
+```
+<run>/dataset/meta.json             version, image size, intrinsics, categories, expression names,
+                                    clips[], pairs[]
+<run>/dataset/clips/<id>/frames/NNNN.png, masks/NNNN.png, frames.json
+<run>/dataset/pairs/<id>/image.png, mask.png
+```
+Latent codes: every category owns codes 0..n, code 0 being the *source* (unedited) look. A clip of
+category c with code k is rendered with code k for c and code 0 for every other category; the source
+clip (category "source") uses code 0 everywhere. A pair supervises the latent blend
+(1 - t) * code(clip_a) + t * code(clip_b) of one category at one camera and expression.
+
+Writes are atomic (temporary file + rename), and `meta.json` is written last, so a folder with a
+valid meta.json is a complete dataset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
+
+from perse.errors import DatasetError
+
+VERSION = 1
+SOURCE = "source"
+EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(Path(path), json.dumps(data, indent=1).encode())
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    """uint8 or [0, 1] float image (H, W[, C]) -> PNG, atomically."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_png(path: Path, gray: bool = False) -> np.ndarray:
+    """PNG -> float32 in [0, 1]: (H, W, 3), or (H, W) when gray."""
+    with Image.open(path) as image:
+        image = image.convert("L" if gray else "RGB")
+        return np.asarray(image, dtype=np.float32) / 255.0
+
+
+@dataclass
+class Frame:
+    index: int
+    world_to_camera: list[list[float]]
+    expression: list[float]
+    identity: float | None = None
+    kept: bool = True
+
+    @property
+    def image_file(self) -> str:
+        return f"frames/{self.index:04d}.png"
+
+    @property
+    def mask_file(self) -> str:
+        return f"masks/{self.index:04d}.png"
+
+
+@dataclass
+class Clip:
+    id: str
+    category: str
+    value: str
+    strength: float
+    code: int
+    frames: list[Frame] = field(default_factory=list)
+
+    @property
+    def kept_frames(self) -> list[Frame]:
+        return [f for f in self.frames if f.kept]
+
+
+@dataclass
+class Pair:
+    id: str
+    category: str
+    clip_a: str
+    clip_b: str
+    t: float
+    world_to_camera: list[list[float]]
+    expression: list[float]
+    image_file: str = "image.png"
+    mask_file: str = "mask.png"
+
+
+@dataclass
+class Meta:
+    image_size: int
+    intrinsics: list[list[float]]
+    # category -> value labels by code index; index 0 is always "source".
+    categories: dict[str, list[str]]
+    expression_names: list[str] = field(default_factory=lambda: list(EXPRESSION_NAMES))
+    clips: list[Clip] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    version: int = VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Dataset:
+    """A validated dataset folder with loaders for frames, masks and pair targets."""
+
+    def __init__(self, root: Path, meta: Meta):
+        self.root = Path(root)
+        self.meta = meta
+        self.clips = {clip.id: clip for clip in meta.clips}
+
+    @property
+    def category_names(self) -> list[str]:
+        return list(self.meta.categories)
+
+    def code_vector(self, clip: Clip) -> np.ndarray:
+        """Per-category code indices (n_categories,) for a clip: its own category's code, 0 elsewhere."""
+        codes = np.zeros(len(self.meta.categories), dtype=np.int64)
+        if clip.category != SOURCE:
+            codes[self.category_names.index(clip.category)] = clip.code
+        return codes
+
+    def clip_dir(self, clip: Clip | str) -> Path:
+        return self.root / "clips" / (clip.id if isinstance(clip, Clip) else clip)
+
+    def frame_image(self, clip: Clip, frame: Frame) -> np.ndarray:
+        return load_png(self.clip_dir(clip) / frame.image_file)
+
+    def frame_mask(self, clip: Clip, frame: Frame) -> np.ndarray:
+        return load_png(self.clip_dir(clip) / frame.mask_file, gray=True)
+
+    def pair_dir(self, pair: Pair) -> Path:
+        return self.root / "pairs" / pair.id
+
+    def pair_image(self, pair: Pair) -> np.ndarray:
+        return load_png(self.pair_dir(pair) / pair.image_file)
+
+    def pair_mask(self, pair: Pair) -> np.ndarray:
+        return load_png(self.pair_dir(pair) / pair.mask_file, gray=True)
+
+    def intrinsics(self) -> np.ndarray:
+        return np.asarray(self.meta.intrinsics, dtype=np.float64)
+
+
+def dataset_dir(run: Path) -> Path:
+    return Path(run) / "dataset"
+
+
+class DatasetWriter:
+    """Writes a dataset incrementally; `close()` validates and writes meta.json last."""
+
+    def __init__(self, run: Path, image_size: int, intrinsics: np.ndarray, categories: dict[str, list[str]],
+                 expression_names: Iterable[str] = EXPRESSION_NAMES, extra: dict[str, Any] | None = None):
+        self.root = dataset_dir(run)
+        if (self.root / "meta.json").exists():
+            (self.root / "meta.json").unlink()
+        self.meta = Meta(
+            image_size=int(image_size),
+            intrinsics=np.asarray(intrinsics, dtype=float).tolist(),
+            categories={name: list(values) for name, values in categories.items()},
+            expression_names=list(expression_names),
+            extra=dict(extra or {}),
+        )
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _check_image(self, what: str, image: np.ndarray, channels: int | None) -> None:
+        size = self.meta.image_size
+        expected = (size, size) if channels is None else (size, size, channels)
+        if tuple(np.shape(image)) != expected:
+            raise DatasetError(f"{what}: expected an image of shape {expected}, got {tuple(np.shape(image))}")
+
+    def add_clip(self, clip: Clip, frames: Iterable[tuple[Frame, np.ndarray, np.ndarray]]) -> Clip:
+        """Write a clip: `frames` yields (Frame record, RGB image, person alpha)."""
+        if clip.id in {c.id for c in self.meta.clips}:
+            raise DatasetError(f"clip id '{clip.id}' is used twice")
+        directory = self.root / "clips" / clip.id
+        if directory.exists():
+            shutil.rmtree(directory)
+        clip.frames = []
+        for frame, image, alpha in frames:
+            self._check_image(f"clip {clip.id} frame {frame.index}", image, 3)
+            self._check_image(f"clip {clip.id} mask {frame.index}", alpha, None)
+            save_png(directory / frame.image_file, image)
+            save_png(directory / frame.mask_file, alpha)
+            clip.frames.append(frame)
+        atomic_write_json(directory / "frames.json", {"frames": [asdict(f) for f in clip.frames]})
+        self.meta.clips.append(clip)
+        return clip
+
+    def add_pair(self, pair: Pair, image: np.ndarray, mask: np.ndarray) -> Pair:
+        self._check_image(f"pair {pair.id} image", image, 3)
+        self._check_image(f"pair {pair.id} mask", mask, None)
+        directory = self.root / "pairs" / pair.id
+        save_png(directory / pair.image_file, image)
+        save_png(directory / pair.mask_file, mask)
+        self.meta.pairs.append(pair)
+        return pair
+
+    def close(self) -> Dataset:
+        data = asdict(self.meta)
+        for clip in data["clips"]:
+            clip.pop("frames")  # per-clip frames.json holds them; meta stays small
+        dataset = Dataset(self.root, self.meta)
+        validate(dataset, check_files=False)
+        atomic_write_json(self.root / "meta.json", data)
+        return dataset
+
+
+def _parse_meta(root: Path) -> Meta:
+    meta_path = root / "meta.json"
+    if not meta_path.exists():
+        raise DatasetError(f"{meta_path} is missing: the dataset was never finished; run `perse synth` on this run")
+    try:
+        data = json.loads(meta_path.read_text())
+        clips = []
+        for record in data.pop("clips"):
+            frames_path = root / "clips" / record["id"] / "frames.json"
+            try:
+                frames = json.loads(frames_path.read_text())["frames"]
+            except FileNotFoundError as exc:
+                raise DatasetError(f"{frames_path} is missing; re-run `perse synth`") from exc
+            clips.append(Clip(**record, frames=[Frame(**f) for f in frames]))
+        pairs = [Pair(**p) for p in data.pop("pairs")]
+        return Meta(**data, clips=clips, pairs=pairs)
+    except DatasetError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{meta_path}: malformed dataset metadata ({exc}); re-run `perse synth`") from exc
+
+
+def validate(dataset: Dataset, check_files: bool = True) -> None:
+    meta = dataset.meta
+    where = dataset.root
+    if meta.version != VERSION:
+        raise DatasetError(f"{where}: dataset version {meta.version}, this PERSE Studio reads {VERSION}")
+    for name, values in meta.categories.items():
+        if not values or values[0] != SOURCE:
+            raise DatasetError(f"{where}: category '{name}' must list '{SOURCE}' as code 0, got {values[:1]}")
+    if np.asarray(meta.intrinsics).shape != (3, 3):
+        raise DatasetError(f"{where}: intrinsics must be 3x3")
+    n_expr = len(meta.expression_names)
+    for clip in meta.clips:
+        if clip.category != SOURCE:
+            if clip.category not in meta.categories:
+                raise DatasetError(f"{where}: clip '{clip.id}' has unknown category '{clip.category}'")
+            if not 0 <= clip.code < len(meta.categories[clip.category]):
+                raise DatasetError(f"{where}: clip '{clip.id}' code {clip.code} is outside category "
+                                   f"'{clip.category}' (codes 0..{len(meta.categories[clip.category]) - 1})")
+        if not clip.frames:
+            raise DatasetError(f"{where}: clip '{clip.id}' has no frames")
+        for frame in clip.frames:
+            if np.asarray(frame.world_to_camera).shape != (4, 4):
+                raise DatasetError(f"{where}: clip '{clip.id}' frame {frame.index}: world_to_camera must be 4x4")
+            if len(frame.expression) != n_expr:
+                raise DatasetError(f"{where}: clip '{clip.id}' frame {frame.index}: expression has "
+                                   f"{len(frame.expression)} values, expected {n_expr}")
+            if check_files:
+                for file in (frame.image_file, frame.mask_file):
+                    if not (dataset.clip_dir(clip) / file).exists():
+                        raise DatasetError(f"{dataset.clip_dir(clip) / file} is missing; re-run `perse synth`")
+    for pair in meta.pairs:
+        for clip_id in (pair.clip_a, pair.clip_b):
+            if clip_id not in dataset.clips:
+                raise DatasetError(f"{where}: pair '{pair.id}' refers to unknown clip '{clip_id}'")
+        if not 0.0 <= pair.t <= 1.0:
+            raise DatasetError(f"{where}: pair '{pair.id}' has t={pair.t}, outside [0, 1]")
+        if pair.category not in meta.categories:
+            raise DatasetError(f"{where}: pair '{pair.id}' has unknown category '{pair.category}'")
+        if check_files:
+            for file in (pair.image_file, pair.mask_file):
+                if not (dataset.pair_dir(pair) / file).exists():
+                    raise DatasetError(f"{dataset.pair_dir(pair) / file} is missing; re-run `perse synth`")
+
+
+def read_dataset(run: Path, check_files: bool = True) -> Dataset:
+    root = dataset_dir(run)
+    dataset = Dataset(root, _parse_meta(root))
+    validate(dataset, check_files=check_files)
+    return dataset
+
+
+def is_complete(run: Path) -> bool:
+    try:
+        read_dataset(run)
+        return True
+    except DatasetError:
+        return False
