@@ -1,0 +1,56 @@
+"""`perse` command line. Each stage registers its own subcommands (a `register(subparsers)` function
+in the module listed below), so the CLI grows with the pipeline without one file knowing every flag."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from perse.config import PipelineConfig, build_config
+from perse.errors import PerseError
+
+COMMAND_MODULES: list[str] = [
+]
+
+
+def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "fast") -> None:
+    """The options every command that builds a PipelineConfig shares."""
+    parser.add_argument("--preset", default=default_preset, help="tiny (CPU, 64 px) | fast | quality")
+    parser.add_argument("--config", help="YAML or JSON file with config sections (ingest, synth, avatar, export)")
+    parser.add_argument("--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value, e.g. --override avatar.steps=500 (repeatable)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
+    parser.add_argument("--seed", type=int, help="random seed for every stage")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    overrides = list(args.override)
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    return build_config(args.preset, args.config, overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perse", description="PERSE Studio: one portrait -> editable 3D head avatar")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except PerseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished results are kept, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
