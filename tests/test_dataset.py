@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+
+from perse.camera import frontal_viewmat, intrinsics
+from perse.dataset import Clip, DatasetWriter, Frame, Pair, is_complete, read_dataset
+from perse.errors import DatasetError
+
+SIZE = 16
+
+
+def _write(run, n_frames=3):
+    rng = np.random.default_rng(0)
+    writer = DatasetWriter(run, SIZE, intrinsics(SIZE, 14.0), {"hair": ["source", "blonde", "red"]})
+    view = frontal_viewmat(14.0).tolist()
+
+    def frames():
+        for i in range(n_frames):
+            yield Frame(i, view, [0.0, 0.1 * i, 0.0, 0.0], identity=0.9, kept=i != 1), \
+                rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE))
+
+    writer.add_clip(Clip("source", "source", "source", 0.0, 0), frames())
+    writer.add_clip(Clip("hair_1", "hair", "blonde", 1.0, 1), frames())
+    writer.add_pair(Pair("hair_0_1_t0.50", "hair", "source", "hair_1", 0.5, view, [0.0] * 4),
+                    rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)))
+    return writer.close()
+
+
+def test_round_trip(tmp_path):
+    written = _write(tmp_path)
+    dataset = read_dataset(tmp_path)
+    assert [c.id for c in dataset.meta.clips] == ["source", "hair_1"]
+    hair = dataset.clips["hair_1"]
+    assert [f.index for f in hair.kept_frames] == [0, 2]
+    assert dataset.code_vector(hair).tolist() == [1]
+    assert dataset.code_vector(dataset.clips["source"]).tolist() == [0]
+    image = dataset.frame_image(hair, hair.frames[2])
+    assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.float32
+    assert dataset.pair_mask(dataset.meta.pairs[0]).shape == (SIZE, SIZE)
+    assert written.meta.categories == dataset.meta.categories
+    assert is_complete(tmp_path)
+
+
+def test_incomplete_and_corrupt_datasets_are_named(tmp_path):
+    assert not is_complete(tmp_path)
+    with pytest.raises(DatasetError, match="meta.json is missing"):
+        read_dataset(tmp_path)
+    _write(tmp_path)
+    (tmp_path / "dataset/clips/hair_1/frames/0002.png").unlink()
+    with pytest.raises(DatasetError, match="0002.png is missing"):
+        read_dataset(tmp_path)
+    meta_path = tmp_path / "dataset/meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["clips"][1]["code"] = 9
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="code 9 is outside category 'hair'"):
+        read_dataset(tmp_path, check_files=False)
+
+
+def test_writer_rejects_wrong_image_shape(tmp_path):
+    writer = DatasetWriter(tmp_path, SIZE, intrinsics(SIZE, 14.0), {"hair": ["source", "red"]})
+    bad = [(Frame(0, np.eye(4).tolist(), [0.0] * 4), np.zeros((8, 8, 3)), np.zeros((SIZE, SIZE)))]
+    with pytest.raises(DatasetError, match=r"expected an image of shape \(16, 16, 3\)"):
+        writer.add_clip(Clip("c", "hair", "red", 1.0, 1), bad)
