@@ -25,6 +25,9 @@ class IngestConfig:
     fov_deg: float = 14.0
     # Crop side as a multiple of the face height (brow-to-chin): holds hair and a little shoulder.
     crop_scale: float = 2.6
+    # Crop centre below the brow, as a fraction of the face height: leaves room for hair above the head
+    # and shows the neck and a little shoulder below the chin.
+    crop_center_below_brow: float = 0.35
     max_megapixels: float = 40.0
     min_side: int = 64
     # A face whose brow-to-chin height is smaller than this (in the original photo) is refused.
@@ -60,7 +63,8 @@ class AvatarConfig:
     steps: int = 3000
     interp_start: float = 0.5  # fraction of steps after which the interpolation loss is added
     batch_frames: int = 4
-    lr: float = 5e-3
+    lr: float = 5e-3  # canonical scales, rotations, opacities and colours
+    means_lr: float = 2e-4  # canonical positions (world units; the head is ~1 unit across)
     decoder_lr: float = 1e-3
     code_lr: float = 1e-2
     ssim_weight: float = 0.2
@@ -70,6 +74,12 @@ class AvatarConfig:
     interp_weight: float = 1.0
     lpips_weight: float = 0.0
     densify: bool = True
+    # Densify and prune at a fixed budget: every densify_every steps (until densify_until of the run),
+    # Gaussians fainter than prune_opacity move onto the ones with the largest position gradients.
+    densify_every: int = 100
+    densify_until: float = 0.7
+    prune_opacity: float = 0.01
+    pair_batch: int = 2  # interpolation pairs per step in stage 2
     checkpoint_every: int = 500
     preview_every: int = 250
     holdout_every: int = 8  # every n-th frame of a clip is held out for metrics

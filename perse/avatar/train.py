@@ -1,0 +1,467 @@
+"""Train a PERSE avatar from a run's dataset (PERSE.md section 4) as a generator of Progress events.
+
+Stage 1 (reconstruction): each frame is rendered with its clip's latent (the clip's code for its
+category, source codes elsewhere), its expression and its camera; loss = L1 + SSIM against the
+matte-premultiplied frame, L1 of alpha against the matte, and a prior pulling each category's codes
+towards N(0, prior_std^2) statistics. Stage 2 (from interp_start) adds the interpolation loss: the
+blended latent of a pair must reproduce the pair's 2D target inside its region mask.
+
+Everything the loop touches lives on the device as tensors; the frame/pair schedule of the whole run
+is drawn up-front from the seed, so a resumed run replays exactly the same steps.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from perse.avatar.avatar import CHECKPOINT, Avatar, avatar_dir, load_checkpoint, save_checkpoint
+from perse.avatar.gaussians import Gaussians
+from perse.avatar.losses import load_lpips, psnr, ssim
+from perse.avatar.model import AvatarModel, inverse_sigmoid
+from perse.avatar.render import render_batch
+from perse.camera import unproject
+from perse.config import PipelineConfig
+from perse.dataset import Dataset, read_dataset
+from perse.errors import Cancelled, DatasetError, PerseError
+from perse.events import NEVER, CancelToken, Progress
+
+# Config fields that may differ between a checkpoint and the run resuming it: they change when
+# things are saved or shown, never what is computed.
+RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every"}
+
+
+@dataclass
+class FrameData:
+    """All training (or held-out) frames of a dataset as device tensors."""
+
+    images: torch.Tensor  # (F, H, W, 3) uint8
+    masks: torch.Tensor  # (F, H, W) uint8
+    viewmats: torch.Tensor  # (F, 4, 4)
+    expressions: torch.Tensor  # (F, E)
+    codes: torch.Tensor  # (F, n_categories) code indices
+    names: list[tuple[str, int]]  # (clip id, frame index)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def is_holdout(position: int, every: int) -> bool:
+    """Every `every`-th kept frame of a clip (positions every-1, 2*every-1, ...) is held out."""
+    return every > 0 and position % every == every - 1
+
+
+def load_frames(dataset: Dataset, every: int, holdout: bool, device: str) -> FrameData:
+    images, masks, viewmats, expressions, codes, names = [], [], [], [], [], []
+    for clip in dataset.meta.clips:
+        for position, frame in enumerate(clip.kept_frames):
+            if is_holdout(position, every) != holdout:
+                continue
+            images.append(np.round(dataset.frame_image(clip, frame) * 255).astype(np.uint8))
+            masks.append(np.round(dataset.frame_mask(clip, frame) * 255).astype(np.uint8))
+            viewmats.append(frame.world_to_camera)
+            expressions.append(frame.expression)
+            codes.append(dataset.code_vector(clip))
+            names.append((clip.id, frame.index))
+    if not names:
+        if holdout:
+            return FrameData(torch.zeros(0, 1, 1, 3), torch.zeros(0, 1, 1), torch.zeros(0, 4, 4), torch.zeros(0, 0),
+                             torch.zeros(0, 0, dtype=torch.long), [])
+        raise DatasetError(f"{dataset.root}: no kept training frames (every frame was filtered out or held out); "
+                           "re-run `perse synth` with more frames or raise avatar.holdout_every")
+    as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
+    return FrameData(as_tensor(images, torch.uint8), as_tensor(masks, torch.uint8), as_tensor(viewmats, torch.float32),
+                     as_tensor(expressions, torch.float32), as_tensor(codes, torch.long), names)
+
+
+@dataclass
+class PairData:
+    images: torch.Tensor  # (P, H, W, 3) uint8
+    masks: torch.Tensor  # (P, H, W) uint8 region masks
+    viewmats: torch.Tensor
+    expressions: torch.Tensor
+    codes_a: torch.Tensor  # (P, n_categories)
+    codes_b: torch.Tensor
+    t: torch.Tensor  # (P,)
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+
+def load_pairs(dataset: Dataset, device: str) -> PairData | None:
+    pairs = dataset.meta.pairs
+    if not pairs:
+        return None
+    as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
+    return PairData(
+        as_tensor([np.round(dataset.pair_image(p) * 255) for p in pairs], torch.uint8),
+        as_tensor([np.round(dataset.pair_mask(p) * 255) for p in pairs], torch.uint8),
+        as_tensor([p.world_to_camera for p in pairs], torch.float32),
+        as_tensor([p.expression for p in pairs], torch.float32),
+        as_tensor([dataset.code_vector(dataset.clips[p.clip_a]) for p in pairs], torch.long),
+        as_tensor([dataset.code_vector(dataset.clips[p.clip_b]) for p in pairs], torch.long),
+        as_tensor([p.t for p in pairs], torch.float32),
+    )
+
+
+def initial_points(dataset: Dataset, frames: FrameData, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(points, colours, scale) for n canonical Gaussians: the dataset's point cloud if it names one,
+    else a head ellipsoid fitted to the most frontal training matte."""
+    generator = np.random.default_rng(seed)
+    extra = dataset.meta.extra.get("init_points")
+    if extra:
+        path = dataset.root / extra
+        try:
+            with np.load(path) as data:
+                points, colors = np.asarray(data["points"], np.float32), np.asarray(data["colors"], np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise DatasetError(f"{path}: cannot read the initial point cloud (needs arrays 'points' (N, 3) and "
+                               f"'colors' (N, 3)): {exc}; re-run `perse synth`") from exc
+        if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape or len(points) == 0:
+            raise DatasetError(f"{path}: 'points' and 'colors' must both be (N, 3) with N > 0, got {points.shape} "
+                               f"and {colors.shape}; re-run `perse synth`")
+        if colors.max() > 1.0:
+            colors = colors / 255.0
+        pick = generator.choice(len(points), n, replace=n > len(points))
+        chosen = points[pick]
+        # Duplicates (when upsampling) are jittered apart so they can specialise.
+        extent = np.ptp(points, axis=0).max()
+        spacing = extent * math.sqrt(1.0 / max(len(points), 1))
+        if n > len(points):
+            chosen = chosen + generator.normal(0, 0.3 * spacing, chosen.shape).astype(np.float32)
+        scale = extent * math.sqrt(1.0 / n)
+        return torch.tensor(chosen), torch.tensor(np.clip(colors[pick], 0.02, 0.98)), torch.tensor([scale * 0.5])
+    return _ellipsoid_points(dataset, frames, n, generator)
+
+
+def _ellipsoid_points(dataset: Dataset, frames: FrameData, n: int, generator: np.random.Generator):
+    viewmats = frames.viewmats.cpu().numpy()
+    # Most frontal frame: rotation closest to identity.
+    best = int(np.argmax(np.trace(viewmats[:, :3, :3], axis1=1, axis2=2)))
+    mask = frames.masks[best].cpu().numpy() / 255.0
+    image = frames.images[best].cpu().numpy() / 255.0
+    size = mask.shape[0]
+    ys, xs = np.nonzero(mask > 0.5)
+    if len(xs) < 4:
+        raise DatasetError(f"{dataset.root}: the training mattes are empty, cannot place the head; check the "
+                           "masks/ images of the clips")
+    K = dataset.intrinsics() * np.array([[size / dataset.meta.image_size]] * 2 + [[1.0]])
+    viewmat = viewmats[best].astype(np.float64)
+    depth = viewmat[2, 3]
+    corners = unproject(np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], float),
+                        np.array([depth, depth]), viewmat, K)
+    centre = corners.mean(0)
+    half = np.abs(corners[1] - corners[0]) / 2
+    radius_z = half[0]
+    centre[2] = radius_z  # the face plane z = 0 touches the front of the head
+    axes = np.array([half[0], half[1], radius_z])
+    # Oversample the surface and keep points that fall inside the matte, then take n of them.
+    unit = generator.normal(size=(4 * n, 3))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    shell = generator.uniform(0.85, 1.0, size=(4 * n, 1))
+    points = centre + unit * axes * shell
+    cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+    uv = cam[:, :2] / cam[:, 2:3] * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
+    px = np.clip(uv.astype(int), 0, size - 1)
+    inside = mask[px[:, 1], px[:, 0]] > 0.5
+    candidates = np.nonzero(inside)[0] if inside.sum() >= n // 4 else np.arange(len(points))
+    pick = generator.choice(candidates, n, replace=n > len(candidates))
+    colors = np.clip(image[px[pick, 1], px[pick, 0]], 0.02, 0.98)
+    area = 4 * math.pi * axes.mean() ** 2
+    return (torch.tensor(points[pick], dtype=torch.float32), torch.tensor(colors, dtype=torch.float32),
+            torch.tensor([0.5 * math.sqrt(area / n)], dtype=torch.float32))
+
+
+def make_optimizer(model: AvatarModel, config) -> torch.optim.Optimizer:
+    groups = [
+        {"params": [model.means], "lr": config.means_lr},
+        {"params": [model.log_scales, model.quats, model.opacity_logits, model.color_logits], "lr": config.lr},
+        {"params": list(model.decoder.parameters()), "lr": config.decoder_lr},
+        {"params": list(model.codes.parameters()), "lr": config.code_lr},
+    ]
+    fused = model.means.is_cuda
+    return torch.optim.Adam(groups, eps=1e-15, fused=fused)
+
+
+def code_prior(model: AvatarModel, std: float) -> torch.Tensor:
+    """Each category's codes should look like draws from N(0, std^2): zero mean, std per dimension."""
+    loss = model.means.new_zeros(())
+    for table in model.codes:
+        loss = loss + (table.mean(0) / std).pow(2).mean()
+        if table.shape[0] > 1:
+            loss = loss + (table.std(0, unbiased=False) / std - 1).pow(2).mean()
+    return loss / len(model.codes)
+
+
+def schedule(config: PipelineConfig, n_frames: int, n_pairs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The frame and pair indices of every step, drawn from the seed alone."""
+    generator = torch.Generator().manual_seed(config.seed)
+    steps = config.avatar.steps
+    frames = torch.randint(n_frames, (steps, config.avatar.batch_frames), generator=generator)
+    pairs = torch.randint(n_pairs, (steps, config.avatar.pair_batch), generator=generator) if n_pairs else None
+    return frames, pairs
+
+
+class Trainer:
+    """One training run's state; `step(i)` advances it by one optimisation step."""
+
+    def __init__(self, run: Path, config: PipelineConfig, device: str):
+        self.run = Path(run)
+        self.config = config
+        self.avatar_config = config.avatar
+        self.device = device
+        self.dataset = read_dataset(self.run)
+        every = self.avatar_config.holdout_every
+        self.frames = load_frames(self.dataset, every, False, device)
+        self.holdout = load_frames(self.dataset, every, True, device)
+        self.pairs = load_pairs(self.dataset, device)
+        meta = self.dataset.meta
+        self.size = meta.image_size
+        self.K = torch.tensor(meta.intrinsics, dtype=torch.float32, device=device)
+        points, colors, scale = initial_points(self.dataset, self.frames, self.avatar_config.num_gaussians, config.seed)
+        counts = {name: len(values) for name, values in meta.categories.items()}
+        self.model = AvatarModel(self.avatar_config, counts, len(meta.expression_names), points, colors, scale,
+                                 seed=config.seed).to(device)
+        self.optimizer = make_optimizer(self.model, self.avatar_config)
+        self.grad_accum = torch.zeros(self.model.num_gaussians, device=device)
+        self.frame_schedule, self.pair_schedule = schedule(config, len(self.frames), len(self.pairs or []))
+        self.frame_schedule = self.frame_schedule.to(device)
+        if self.pair_schedule is not None:
+            self.pair_schedule = self.pair_schedule.to(device)
+        self.lpips, self.lpips_note = (None, "")
+        if self.avatar_config.lpips_weight > 0:
+            self.lpips, self.lpips_note = load_lpips(device)
+        self.step_index = 0
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        meta = self.dataset.meta
+        return {
+            "step": self.step_index,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "grad_accum": self.grad_accum,
+            "config": self.config.to_dict(),
+            "categories": meta.categories,
+            "expression_names": meta.expression_names,
+            "image_size": meta.image_size,
+            "intrinsics": meta.intrinsics,
+            "holdout": [list(name) for name in self.holdout.names],
+        }
+
+    def save(self) -> Path:
+        path = avatar_dir(self.run) / CHECKPOINT
+        save_checkpoint(path, self.state())
+        return path
+
+    def restore(self, state: dict) -> None:
+        saved = state["config"]["avatar"]
+        current = self.config.to_dict()["avatar"]
+        changed = sorted(k for k in current if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current[k])
+        if changed or state["config"]["seed"] != self.config.seed:
+            raise PerseError(f"{avatar_dir(self.run) / CHECKPOINT} was trained with different settings "
+                             f"({', '.join(changed) or 'seed'}); resume with the same config, or train without "
+                             "--resume to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.grad_accum = state["grad_accum"].to(self.device)
+        self.step_index = int(state["step"])
+
+    # -- one step ------------------------------------------------------------------------------
+    def decode(self, latents: torch.Tensor, expressions: torch.Tensor) -> Gaussians:
+        return self.model.decode(latents, expressions)
+
+    def render(self, gaussians: Gaussians, viewmats: torch.Tensor):
+        return render_batch(gaussians, viewmats, self.K, self.size, self.size)
+
+    def step(self) -> dict[str, torch.Tensor]:
+        cfg = self.avatar_config
+        i = self.step_index
+        idx = self.frame_schedule[i]
+        f = self.frames
+        target_alpha = f.masks[idx].float() / 255
+        target = f.images[idx].float() / 255 * target_alpha[..., None]
+        out = self.render(self.decode(self.model.latent(f.codes[idx]), f.expressions[idx]), f.viewmats[idx])
+        l1 = (out.rgb - target).abs().mean()
+        losses = {"l1": l1}
+        loss = (1 - cfg.ssim_weight) * l1
+        if cfg.ssim_weight > 0:
+            losses["ssim"] = 1 - ssim(out.rgb, target)
+            loss = loss + cfg.ssim_weight * losses["ssim"]
+        losses["alpha"] = (out.alpha - target_alpha).abs().mean()
+        loss = loss + cfg.alpha_weight * losses["alpha"]
+        if self.lpips is not None:
+            losses["lpips"] = self.lpips(out.rgb, target)
+            loss = loss + cfg.lpips_weight * losses["lpips"]
+        losses["prior"] = code_prior(self.model, cfg.prior_std)
+        loss = loss + cfg.prior_weight * losses["prior"]
+        if self.pairs is not None and cfg.interp_weight > 0 and i >= cfg.interp_start * cfg.steps:
+            losses["interp"] = self.interp_loss(self.pair_schedule[i])
+            loss = loss + cfg.interp_weight * losses["interp"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.densify:
+            self.grad_accum += self.model.means.grad.norm(dim=-1)
+        self.optimizer.step()
+        self.step_index = i + 1
+        if cfg.densify and self.step_index % cfg.densify_every == 0 and self.step_index < cfg.densify_until * cfg.steps:
+            self.relocate()
+        losses["total"] = loss
+        self.last_render = (out.rgb.detach(), target)
+        return losses
+
+    def interp_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        p = self.pairs
+        t = p.t[idx][:, None]
+        latents = (1 - t) * self.model.latent(p.codes_a[idx]) + t * self.model.latent(p.codes_b[idx])
+        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx])
+        target = p.images[idx].float() / 255
+        region = p.masks[idx].float()[..., None] / 255
+        # The render is composited over its own target: pixels the avatar leaves empty cost nothing,
+        # so a target with a real background still supervises only the drawn head.
+        composite = out.rgb + (1 - out.alpha[..., None]) * target
+        return ((composite - target).abs() * region).sum() / (region.sum() * 3).clamp_min(1.0)
+
+    @torch.no_grad()
+    def relocate(self) -> None:
+        """Move faint Gaussians onto copies of the most-needed ones (largest accumulated position
+        gradient), splitting each chosen parent in two smaller halves; keeps N fixed so optimizer state
+        and tensor shapes stay valid."""
+        cfg = self.avatar_config
+        m = self.model
+        opacity = torch.sigmoid(m.opacity_logits)
+        dead = (opacity < cfg.prune_opacity).nonzero()[:, 0]
+        alive = (opacity >= cfg.prune_opacity).nonzero()[:, 0]
+        if len(dead) and len(alive):
+            generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 7919 + self.step_index)
+            weight = self.grad_accum[alive] + 1e-12
+            parents = alive[torch.multinomial(weight, len(dead), replacement=True, generator=generator)]
+            scales = torch.exp(m.log_scales[parents])
+            noise = torch.randn(len(dead), 3, device=self.device, generator=generator)
+            m.means[dead] = m.means[parents] + noise * scales
+            shrink = math.log(1.6)
+            m.log_scales[parents] -= shrink
+            m.log_scales[dead] = m.log_scales[parents]
+            # Two halves that together cover what the parent covered: 1 - (1 - o')^2 = o.
+            halved = inverse_sigmoid(1 - torch.sqrt(1 - opacity[parents].clamp_max(0.99)))
+            m.opacity_logits[parents] = halved
+            m.opacity_logits[dead] = halved
+            m.quats[dead] = m.quats[parents]
+            m.color_logits[dead] = m.color_logits[parents]
+            touched = torch.cat([dead, parents])
+            for group in self.optimizer.param_groups[:2]:
+                for param in group["params"]:
+                    state = self.optimizer.state.get(param, {})
+                    for key in ("exp_avg", "exp_avg_sq"):
+                        if key in state:
+                            state[key][touched] = 0
+        self.grad_accum.zero_()
+
+    # -- previews ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def preview(self) -> Path:
+        """Side by side: a held-out frame (or the first training frame) and its render."""
+        from perse.dataset import save_png
+
+        data = self.holdout if len(self.holdout) else self.frames
+        idx = torch.zeros(1, dtype=torch.long, device=self.device)
+        out = self.render(self.decode(self.model.latent(data.codes[idx]), data.expressions[idx]), data.viewmats[idx])
+        alpha = data.masks[0].float()[..., None] / 255
+        target = data.images[0].float() / 255 * alpha
+        panel = torch.cat([target, out.rgb[0].clamp(0, 1)], dim=1).cpu().numpy()
+        path = avatar_dir(self.run) / "previews" / f"step_{self.step_index:06d}.png"
+        save_png(path, panel)
+        return path
+
+
+class _TermSignal:
+    """Turns SIGTERM into a flag the loop checks (so a checkpoint is written before exiting)."""
+
+    def __init__(self):
+        self.received = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def write_holdout(trainer: Trainer) -> None:
+    from perse.dataset import atomic_write_json
+
+    frames: dict[str, list[int]] = {}
+    for clip_id, index in trainer.holdout.names:
+        frames.setdefault(clip_id, []).append(index)
+    atomic_write_json(avatar_dir(trainer.run) / "holdout.json",
+                      {"every": trainer.avatar_config.holdout_every, "frames": frames})
+
+
+def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEVER,
+          resume: bool = False) -> Iterator[Progress]:
+    """Train the avatar of `run_dir`, yielding Progress events; writes <run>/avatar/checkpoint.pt,
+    config.json, holdout.json, previews/ and avatar.ply.
+
+    With `resume`, continues from the checkpoint (same config required) and ends where an
+    uninterrupted run ends. Cancellation (token or SIGTERM) saves a checkpoint, then raises Cancelled.
+    """
+    run = Path(run_dir)
+    device = config.resolved_device()
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    start = time.perf_counter()
+    yield Progress("train", 0.0, "loading the dataset")
+    trainer = Trainer(run, config, device)
+    checkpoint = avatar_dir(run) / CHECKPOINT
+    if resume and checkpoint.exists():
+        trainer.restore(load_checkpoint(checkpoint, device))
+    from perse.dataset import atomic_write_json
+
+    atomic_write_json(avatar_dir(run) / "config.json", config.to_dict())
+    write_holdout(trainer)
+    cfg = config.avatar
+    note = f"; {trainer.lpips_note}" if trainer.lpips_note else ""
+    yield Progress("train", trainer.step_index / cfg.steps,
+                   f"training {trainer.model.num_gaussians} Gaussians on {len(trainer.frames)} frames "
+                   f"({len(trainer.holdout)} held out) from step {trainer.step_index}{note}")
+    log_every = max(1, cfg.steps // 100)
+    with _TermSignal() as term:
+        while trainer.step_index < cfg.steps:
+            if cancel.cancelled or term.received:
+                trainer.save()
+                raise Cancelled(f"training stopped at step {trainer.step_index}; checkpoint saved, "
+                                f"`perse train {run} --resume` continues")
+            losses = trainer.step()
+            i = trainer.step_index
+            if i % cfg.checkpoint_every == 0 and i < cfg.steps:
+                trainer.save()
+            image = trainer.preview() if i % cfg.preview_every == 0 or i == cfg.steps else None
+            if i % log_every == 0 or image is not None or i == cfg.steps:
+                metrics = {"step": i, "elapsed": time.perf_counter() - start, "psnr": psnr(*trainer.last_render)}
+                metrics.update({k: float(v) for k, v in losses.items()})
+                yield Progress("train", i / cfg.steps, f"step {i}/{cfg.steps} loss {metrics['total']:.4f}",
+                               image=str(image) if image else None, metrics=metrics)
+    trainer.save()
+    from perse.export.ply import write_ply
+
+    avatar = Avatar(trainer.model, config, trainer.dataset.meta.categories, trainer.dataset.meta.expression_names,
+                    trainer.size, np.asarray(trainer.dataset.meta.intrinsics))
+    ply = write_ply(avatar_dir(run) / "avatar.ply", avatar.gaussians())
+    yield Progress("train", 1.0, f"done in {time.perf_counter() - start:.1f} s; avatar saved to {checkpoint}",
+                   clip=str(ply), metrics={"step": trainer.step_index, "elapsed": time.perf_counter() - start})
