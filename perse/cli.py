@@ -10,6 +10,7 @@ from perse.config import PipelineConfig, build_config
 from perse.errors import PerseError
 
 COMMAND_MODULES: list[str] = [
+    "perse.ingest.cli",
 ]
 
 

@@ -27,7 +27,7 @@ class IngestConfig:
     crop_scale: float = 2.6
     # Crop centre below the brow, as a fraction of the face height: leaves room for hair above the head
     # and shows the neck and a little shoulder below the chin.
-    crop_center_below_brow: float = 0.35
+    crop_center_below_brow: float = 0.3
     max_megapixels: float = 40.0
     min_side: int = 64
     # A face whose brow-to-chin height is smaller than this (in the original photo) is refused.

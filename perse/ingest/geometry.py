@@ -1,0 +1,69 @@
+"""Plane geometry shared by the ingest steps: similarity transforms, landmark mapping, resampling."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+# When a warp shrinks the photo by more than this, the region is first reduced with area averaging:
+# a bilinear warp alone would alias (skip pixels) on a 12-megapixel photo.
+MAX_WARP_SHRINK = 0.6
+
+
+def similarity_transform(center: np.ndarray, angle_deg: float, scale: float, out_center: np.ndarray) -> np.ndarray:
+    """2x3 affine: rotate by -angle about `center`, scale, and move `center` to `out_center`."""
+    rot = cv2.getRotationMatrix2D((float(center[0]), float(center[1])), float(angle_deg), float(scale))
+    rot[:, 2] += np.asarray(out_center, dtype=np.float64) - np.asarray(center, dtype=np.float64)
+    return rot
+
+
+def transform_landmarks(landmarks: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 similarity to (N, 3) landmarks; z scales with the transform like x and y."""
+    scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
+    xy = landmarks[:, :2] @ affine[:, :2].T + affine[:, 2]
+    return np.concatenate([xy, landmarks[:, 2:3] * scale], axis=1).astype(np.float32)
+
+
+def eye_roll_deg(eyes: np.ndarray) -> float:
+    """In-plane angle of the line from the image-left to the image-right eye (degrees, y down)."""
+    d = eyes[1] - eyes[0]
+    return math.degrees(math.atan2(d[1], d[0]))
+
+
+def warp(image: np.ndarray, affine: np.ndarray, size: int, border: int) -> np.ndarray:
+    """Resample `image` (H, W[, C]) into the size x size crop; anti-aliased when the crop shrinks it."""
+    scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
+    if scale < MAX_WARP_SHRINK:
+        # Cut the photo region the crop covers (plus a margin for interpolation), shrink it with area
+        # averaging, then warp the small copy; photo edges stay where they are, so padding is unchanged.
+        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+        inverse = cv2.invertAffineTransform(affine)
+        photo_corners = corners @ inverse[:, :2].T + inverse[:, 2]
+        margin = 2.0 / scale
+        h, w = image.shape[:2]
+        x0, y0 = np.clip(np.floor(photo_corners.min(0) - margin), 0, [w, h]).astype(int)
+        x1, y1 = np.clip(np.ceil(photo_corners.max(0) + margin), 0, [w, h]).astype(int)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            factor = scale / MAX_WARP_SHRINK
+            region = image[y0:y1, x0:x1]
+            shrunk = cv2.resize(region, (max(2, round((x1 - x0) * factor)), max(2, round((y1 - y0) * factor))),
+                                interpolation=cv2.INTER_AREA)
+            fx, fy = shrunk.shape[1] / (x1 - x0), shrunk.shape[0] / (y1 - y0)
+            to_region = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0]])
+            affine = affine @ np.vstack([to_region, [0, 0, 1]])
+            image = shrunk
+    return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+
+
+def inside_photo(affine: np.ndarray, photo_size: tuple[int, int], size: int) -> np.ndarray:
+    """(size, size) float mask: 1 where the crop shows the photo, 0 in the padding, antialiased edge."""
+    inverse = cv2.invertAffineTransform(affine)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    px = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    py = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    w, h = photo_size
+    # Distance to the nearest photo edge, in crop pixels, gives a one-pixel soft edge at any scale.
+    scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
+    inside = np.minimum.reduce([px, py, w - px, h - py]) * scale
+    return np.clip(inside + 0.5, 0.0, 1.0)
