@@ -1,0 +1,193 @@
+"""PERSE Studio web app: one portrait -> an editable 3D Gaussian head avatar, in the browser.
+
+Layout and wiring only; the work is in perse/app/ (handlers, GPU calls, sessions) and the pipeline.
+Run `python app.py` (serves on 0.0.0.0:7860; PORT / GRADIO_SERVER_NAME override) or import `build`.
+Deployment settings come from the environment: see docs/space.md.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
+from perse.app.session import default_root
+from perse.config import PRESETS, build_config
+from perse.synth.catalog import CATALOG
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+EXAMPLES = sorted(str(p) for p in ASSETS.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+# An API client never unloads its page, so its session state (and folder) expires this long after
+# its last call; a browser tab is cleaned up as soon as it closes.
+SESSION_TTL_S = 2 * 3600
+CSS = """
+#avatar-view img { image-rendering: auto; }
+.dice { max-width: 3.2em; min-width: 3.2em !important; }
+"""
+
+
+def _named(fn: Callable, ui: dict[str, Any], names: list[str]) -> tuple[Callable, list[Any]]:
+    """Handlers return {name: value}; gradio wants {component: value}. Keeps fn's signature (gr.Request)."""
+    components = [ui[name] for name in names]
+
+    def convert(result: dict[str, Any]) -> dict[Any, Any]:
+        return {ui[name]: value for name, value in result.items()}
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any) -> Any:
+            for result in fn(*args):
+                yield convert(result)
+        return stream, components
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        return convert(fn(*args) or {})
+    return call, components
+
+
+def build(handlers: Handlers) -> gr.Blocks:
+    settings = handlers.settings
+    ui: dict[str, Any] = {}
+
+    def on(trigger: Callable, fn: Callable, inputs: list[Any], outputs: list[str], **kwargs: Any) -> Any:
+        wrapped, components = _named(fn, ui, outputs)
+        return trigger(wrapped, inputs=inputs, outputs=components, **kwargs)
+
+    def default_categories(preset: str) -> list[str]:
+        return list(build_config(preset, overrides=settings.overrides).synth.categories)
+
+    with gr.Blocks(title="PERSE Studio", delete_cache=(600, SESSION_TTL_S)) as demo:
+        session = ui["session"] = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=handlers.forget)
+        gr.Markdown("# PERSE Studio\nOne portrait in, a 3D head avatar out, with a slider for every attribute. "
+                    "Upload a photo (or pick an example), choose what should be editable, press **Run**.")
+        if settings.notice:
+            gr.Markdown(settings.notice, elem_id="cpu-notice")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                photo = gr.Image(type="filepath", label="Portrait", sources=["upload", "clipboard"], height=320,
+                                 elem_id="photo")
+                gr.Examples(EXAMPLES, inputs=photo, label="Public-domain examples")
+                categories = gr.CheckboxGroup(list(CATALOG), value=default_categories(settings.default_preset),
+                                              label="Editable attributes", elem_id="categories")
+                preset = gr.Radio(list(PRESETS), value=settings.default_preset, label="Preset",
+                                  interactive=len(settings.presets) > 1, elem_id="preset",
+                                  info="tiny: CPU toy, 64 px · fast: 512 px, ~2 min on a GPU · quality: longer")
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", elem_id="run")
+                    cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            with gr.Column(scale=2):
+                ui["status"] = gr.Markdown("Waiting for a portrait.", elem_id="status")
+                with gr.Row():
+                    ui["ingest"] = gr.Image(label="Portrait as the pipeline sees it (landmarks, regions)",
+                                            interactive=False, height=256, elem_id="ingest")
+                    ui["preview"] = gr.Image(label="Training preview (render | target)", interactive=False,
+                                             height=256, elem_id="preview")
+                ui["gallery"] = gr.Gallery(label="Synthesized attribute clips", columns=6, height=220,
+                                           elem_id="gallery")
+                ui["losses"] = gr.Plot(label="Training losses", elem_id="losses")
+
+        with gr.Column(visible=False, elem_id="studio") as ui["studio"]:
+            gr.Markdown("## Play with your avatar")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    ui["view"] = gr.Image(label="Avatar", interactive=False, height=384, elem_id="avatar-view")
+                    ui["yaw"] = gr.Slider(-30, 30, value=0, step=1, label="Yaw (degrees)", elem_id="yaw")
+                    ui["pitch"] = gr.Slider(-15, 15, value=0, step=1, label="Pitch (degrees)", elem_id="pitch")
+                    for name in EXPRESSIONS:
+                        ui[f"expr:{name}"] = gr.Slider(0, 1, value=0, step=0.05, label=name.replace("_", " "),
+                                                       elem_id=f"expr-{name}")
+                with gr.Column(scale=1):
+                    for category in CATEGORY_SLOTS:
+                        with gr.Row(visible=False, equal_height=True) as ui[f"row:{category}"]:
+                            ui[f"slider:{category}"] = gr.Slider(0, 1, value=0, step=0.01, label=category,
+                                                                 elem_id=f"slider-{category}", scale=8)
+                            ui[f"dice:{category}"] = gr.Button("🎲", elem_classes="dice", scale=1,
+                                                               elem_id=f"dice-{category}")
+                    with gr.Row():
+                        random_all = gr.Button("🎲 Random look", elem_id="random-all")
+                        reset = gr.Button("Reset to the photo", elem_id="reset")
+            with gr.Tabs():
+                with gr.Tab("Interpolation clip", elem_id="tab-clip"):
+                    with gr.Row():
+                        ui["clip_category"] = gr.Dropdown([], label="Attribute", elem_id="clip-category")
+                        ui["clip_start"] = gr.Slider(0, 1, value=0, step=0.01, label="From", elem_id="clip-start")
+                        ui["clip_end"] = gr.Slider(0, 1, value=1, step=0.01, label="To", elem_id="clip-end")
+                        ui["clip_frames"] = gr.Slider(4, 96, value=24, step=1, label="Frames each way",
+                                                      elem_id="clip-frames")
+                        clip_kind = gr.Radio(["GIF", "MP4"], value="GIF", label="Format", elem_id="clip-kind")
+                    build_clip = gr.Button("Build clip", elem_id="build-clip")
+                    ui["clip_gif"] = gr.Image(label="Clip", interactive=False, height=320, elem_id="clip-gif")
+                    ui["clip_video"] = gr.Video(label="Clip", interactive=False, visible=False, loop=True,
+                                                autoplay=True, elem_id="clip-video")
+                    ui["clip_download"] = gr.DownloadButton("Download clip", visible=False, elem_id="clip-download")
+                with gr.Tab("3D view", elem_id="tab-3d"):
+                    show_3d = gr.Button("Show the current look in 3D", elem_id="show-3d")
+                    ui["model3d"] = gr.Model3D(label="Gaussian splats (orbit with the mouse)", height=420,
+                                               elem_id="model3d")
+                    ui["model3d_info"] = gr.Markdown(elem_id="model3d-info")
+                    export_ply = gr.Button("Export .ply of the current look (all Gaussians)", elem_id="export-ply")
+                    ui["ply_download"] = gr.DownloadButton("Download .ply", visible=False, elem_id="ply-download")
+                with gr.Tab("Take an attribute from another photo", elem_id="tab-transfer"):
+                    with gr.Row():
+                        transfer_photo = gr.Image(type="filepath", label="Another photo", height=256,
+                                                  elem_id="transfer-photo")
+                        with gr.Column():
+                            ui["transfer_category"] = gr.Dropdown([], label="Attribute to take",
+                                                                  elem_id="transfer-category")
+                            transfer = gr.Button("Take it", elem_id="transfer")
+
+        view_inputs = [ui["yaw"], ui["pitch"], *(ui[f"expr:{name}"] for name in EXPRESSIONS)]
+        studio_outputs = (["studio", "view", "clip_category", "clip_start", "clip_end", "clip_frames",
+                           "transfer_category", "yaw", "pitch", *(f"expr:{name}" for name in EXPRESSIONS)]
+                          + [f"{kind}:{c}" for c in CATEGORY_SLOTS for kind in ("row", "slider")])
+        render_queue = dict(concurrency_id="render", concurrency_limit=settings.render_concurrency)
+        live = dict(trigger_mode="always_last", show_progress="hidden", **render_queue)
+
+        on(run.click, handlers.run, [photo, categories, preset, session],
+           ["session", "status", "ingest", "gallery", "losses", "preview", *studio_outputs],
+           api_name="run", concurrency_id="pipeline", concurrency_limit=settings.run_concurrency)
+        on(cancel.click, handlers.cancel, [session], ["status"], queue=False, api_name="cancel")
+        preset.change(default_categories, [preset], [categories], queue=False, api_visibility="private")
+
+        for category in CATEGORY_SLOTS:
+            on(ui[f"slider:{category}"].input, functools.partial(handlers.slide, category=category),
+               [session, ui[f"slider:{category}"], *view_inputs], ["view"], **live)
+            on(ui[f"dice:{category}"].click, functools.partial(handlers.randomize, category=category),
+               [session, *view_inputs], ["view"], **render_queue)
+        for control in view_inputs:
+            on(control.input, handlers.rerender, [session, *view_inputs], ["view"], **live)
+        on(random_all.click, handlers.randomize, [session, *view_inputs], ["view"], api_name="random", **render_queue)
+        on(reset.click, handlers.reset, [session, *view_inputs], ["view", *(f"slider:{c}" for c in CATEGORY_SLOTS)],
+           **render_queue)
+
+        heavy = dict(concurrency_id="export", concurrency_limit=settings.run_concurrency)
+        on(ui["clip_category"].change, handlers.clip_range, [session, ui["clip_category"]],
+           ["clip_start", "clip_end"], queue=False)
+        on(build_clip.click, handlers.clip,
+           [session, ui["clip_category"], ui["clip_start"], ui["clip_end"], ui["clip_frames"], clip_kind, *view_inputs],
+           ["clip_gif", "clip_video", "clip_download"], api_name="clip", **heavy)
+        on(show_3d.click, handlers.show_3d, [session, *view_inputs], ["model3d", "model3d_info"], api_name="view_3d",
+           **heavy)
+        on(export_ply.click, handlers.ply, [session, *view_inputs], ["ply_download"], api_name="ply", **heavy)
+        on(transfer.click, handlers.transfer, [session, transfer_photo, ui["transfer_category"], *view_inputs],
+           ["view"], api_name="transfer", **heavy)
+        demo.unload(handlers.unload)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.render_concurrency)
+    return demo
+
+
+def main() -> None:
+    handlers = Handlers(default_root(), Settings.from_env())
+    demo = build(handlers)
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                server_port=int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
+                css=CSS, allowed_paths=[str(handlers.root.root)], show_error=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Turns the pipeline's `Progress` stream into what the app shows while a run is going.
+
+Kept free of gradio so that it can be tested on its own: `RunView.update(event)` folds one event into
+the view; app.py maps the view's fields onto components.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from perse.events import Progress
+from perse.pipeline import STAGES
+
+STAGE_TITLES = {
+    "ingest": "Reading the portrait",
+    "synth": "Synthesizing attribute clips",
+    "train": "Training the avatar",
+    "export": "Exporting",
+    "metrics": "Measuring quality",
+}
+
+
+@dataclass
+class RunView:
+    stage: str = ""
+    fraction: float = 0.0
+    message: str = ""
+    ingest_image: str | None = None
+    gallery: list[tuple[str, str]] = field(default_factory=list)  # (image path, caption)
+    losses: list[dict[str, float]] = field(default_factory=list)  # one row per logged training step
+    preview: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # the metrics stage's final numbers
+    changed: set[str] = field(default_factory=set)  # which fields the last event touched
+
+    def update(self, event: Progress) -> "RunView":
+        self.changed = {"status"}
+        self.stage, self.fraction, self.message = event.stage, float(event.fraction), event.message
+        if event.stage == "ingest" and event.image:
+            self.ingest_image = event.image
+            self.changed.add("ingest")
+        elif event.stage == "synth" and (event.image or event.clip):
+            shown = event.image or event.clip
+            if shown not in {path for path, _ in self.gallery}:
+                self.gallery.append((shown, event.message))
+                self.changed.add("gallery")
+        elif event.image:
+            self.preview = event.image
+            self.changed.add("preview")
+        if event.stage == "train":
+            row = training_losses(event.metrics)
+            if row:
+                self.losses.append(row)
+                self.changed.add("losses")
+        elif event.stage == "metrics" and event.metrics:
+            self.metrics.update(event.metrics)
+        return self
+
+    @property
+    def overall(self) -> float:
+        """Whole-run progress in [0, 1], every stage weighted equally (their real cost varies by preset)."""
+        if self.stage not in STAGES:
+            return 0.0
+        return (STAGES.index(self.stage) + min(max(self.fraction, 0.0), 1.0)) / len(STAGES)
+
+    def status_markdown(self) -> str:
+        title = STAGE_TITLES.get(self.stage, self.stage)
+        return f"**{title}** — {self.fraction:.0%} of this stage, {self.overall:.0%} overall  \n{self.message}"
+
+
+# Numbers a training event logs that are not losses: the x axis, wall time, and image quality.
+NOT_LOSSES = frozenset({"step", "elapsed", "psnr"})
+
+
+def training_losses(metrics: dict[str, Any]) -> dict[str, float]:
+    """A training event's step and finite loss values ({} when the event logs none)."""
+    if "step" not in metrics:
+        return {}
+    row = {name: float(value) for name, value in metrics.items()
+           if name not in NOT_LOSSES and isinstance(value, (int, float)) and math.isfinite(float(value))}
+    if not row:
+        return {}
+    row["step"] = float(metrics["step"])
+    return row
+
+
+def loss_figure(rows: list[dict[str, float]]):
+    """A plotly line chart, one trace per loss, log y axis (losses span decades during training)."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    names = list(dict.fromkeys(name for row in rows for name in row if name != "step"))
+    for name in names:
+        points = [(row["step"], row[name]) for row in rows if name in row]
+        figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=name))
+    positive = all(row[name] > 0 for row in rows for name in row if name != "step")
+    figure.update_layout(
+        height=280, margin=dict(l=40, r=10, t=30, b=35), title="training losses",
+        xaxis_title="step", yaxis_type="log" if rows and positive else "linear",
+        legend=dict(orientation="h", y=-0.25), template="plotly_white",
+    )
+    return figure
+

@@ -1,0 +1,208 @@
+"""The app's GPU-bound work: running the pipeline and every call on a trained avatar.
+
+Each entry point is wrapped in `@spaces.GPU` (a no-op off a ZeroGPU Space). On ZeroGPU the wrapped call
+may run in a forked worker, so arguments and results are plain picklable values (paths, CPU tensors,
+numpy images), and loaded avatars live in a per-process cache keyed by what they were trained from.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import spaces
+import torch
+
+from perse.avatar.avatar import Avatar
+from perse.config import PipelineConfig
+from perse.errors import PerseError
+from perse.events import CancelToken, Progress
+from perse.export.ply import write_ply
+from perse.export.video import interpolation_frames, write_video
+from perse.pipeline import RunState
+from perse.pipeline import run as run_pipeline
+from perse.synth.catalog import CATALOG
+
+# ZeroGPU reserves a GPU for this many seconds per call: an overestimate only delays queued visitors,
+# an underestimate kills the run. Training time grows with steps, synthesis with the number of clips.
+RUN_SECONDS_BASE = 60
+RUN_SECONDS_PER_STEP = 0.02
+RUN_SECONDS_PER_CLIP = 1.0
+# Renders are shown at least this large: Gaussians trained at 64 px render smoothly at any size,
+# which looks far better than the browser upscaling a 64 px image.
+MIN_DISPLAY_SIZE = 256
+
+
+def run_seconds(photo: str, run_dir: str, config: PipelineConfig, cancel: CancelToken) -> int:
+    clips = len(config.synth.categories) * config.synth.values + 1
+    return int(RUN_SECONDS_BASE + RUN_SECONDS_PER_STEP * config.avatar.steps + RUN_SECONDS_PER_CLIP * clips)
+
+
+@spaces.GPU(duration=run_seconds)
+def pipeline_events(photo: str, run_dir: str, config: PipelineConfig, cancel: CancelToken) -> Iterator[Progress]:
+    yield from run_pipeline(photo, run_dir, config, cancel=cancel)
+
+
+class AvatarCache:
+    """Loaded avatars by (run folder, training key): a re-trained run never serves its old avatar."""
+
+    def __init__(self, capacity: int = 8):
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], Avatar] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, run_dir: str | Path) -> Avatar:
+        key = (str(run_dir), RunState(Path(run_dir)).done.get("train", ""))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        avatar = Avatar.load(run_dir)
+        with self._lock:
+            self._items[key] = avatar
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return avatar
+
+    def drop(self, run_dir: str | Path) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k[0] == str(run_dir)]:
+                del self._items[key]
+
+
+AVATARS = AvatarCache()
+
+
+@dataclass
+class View:
+    """Head pose and expression of what is shown; expression as {name: value} over the avatar's names."""
+
+    yaw: float = 0.0
+    pitch: float = 0.0
+    expression: dict[str, float] = field(default_factory=dict)
+
+
+def display_size(avatar: Avatar) -> int:
+    return avatar.image_size * max(1, math.ceil(MIN_DISPLAY_SIZE / avatar.image_size))
+
+
+def slider_code(avatar: Avatar, category: str, position: float) -> torch.Tensor:
+    """Slider position p in [0, n-1] -> the blend of codes floor(p) and ceil(p) of `category`."""
+    last = len(avatar.categories[category]) - 1
+    position = min(max(float(position), 0.0), float(last))
+    low = int(math.floor(position))
+    high = min(low + 1, last)
+    t = position - low
+    return (1 - t) * avatar.code(category, low) + t * avatar.code(category, high)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def _render(avatar: Avatar, latent: torch.Tensor, view: View) -> np.ndarray:
+    return to_uint8(avatar.render(latent, yaw=view.yaw, pitch=view.pitch, expression=view.expression,
+                                  size=display_size(avatar)))
+
+
+@dataclass(frozen=True)
+class AvatarInfo:
+    categories: dict[str, list[str]]  # category -> value labels by code index (0 = source)
+    expressions: list[str]
+    image_size: int
+    num_gaussians: int
+    web_ply_max_gaussians: int
+    interp_frames: int
+    fps: int
+
+
+@spaces.GPU(duration=30)
+def open_avatar(run_dir: str, view: View) -> tuple[AvatarInfo, torch.Tensor, np.ndarray]:
+    """A freshly trained avatar's description, its source latent and a render of it."""
+    avatar = AVATARS.get(run_dir)
+    latent = avatar.latent()
+    info = AvatarInfo(
+        categories={name: list(values) for name, values in avatar.categories.items()},
+        expressions=list(avatar.expression_names), image_size=avatar.image_size,
+        num_gaussians=avatar.model.num_gaussians,
+        web_ply_max_gaussians=avatar.config.export.web_ply_max_gaussians,
+        interp_frames=avatar.config.export.interp_frames, fps=avatar.config.export.fps)
+    return info, latent.cpu(), _render(avatar, latent, view)
+
+
+@spaces.GPU(duration=20)
+def edit(run_dir: str, latent: torch.Tensor, view: View, op: str = "render", category: str | None = None,
+         value: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
+    """Change the latent, then render it. ops: "render" (no change); "slider" (category to slider position
+    `value`); "sample" (category, or every category when None, from the prior with seed `value`); "reset"."""
+    avatar = AVATARS.get(run_dir)
+    if op == "render":
+        latent = avatar.latent(latent)
+    elif op == "slider":
+        latent = avatar.with_code(avatar.latent(latent), category, slider_code(avatar, category, value))
+    elif op == "sample":
+        latent = avatar.sample(seed=int(value), categories=[category] if category else None, base=latent)
+    elif op == "reset":
+        latent = avatar.latent()
+    else:
+        raise ValueError(f"unknown edit '{op}'")
+    return latent.cpu(), _render(avatar, latent, view)
+
+
+def _reference_pose(run_dir: str) -> dict[str, float]:
+    return json.loads((Path(run_dir) / "portrait.json").read_text())["head_pose"]
+
+
+@spaces.GPU(duration=60)
+def transfer(run_dir: str, latent: torch.Tensor, photo: str, category: str, view: View,
+             steps: int = 200) -> tuple[torch.Tensor, np.ndarray]:
+    """Fit `category`'s code to another photo (inside that category's regions) and put it in the latent.
+
+    The new photo goes through the same ingest as the reference, so its crop matches the training
+    framing; its head pose, relative to the reference portrait's (which the avatar renders at yaw 0),
+    is the pose the code is fitted at.
+    """
+    from perse.ingest import ingest
+
+    avatar = AVATARS.get(run_dir)
+    portrait = ingest(photo, avatar.config)
+    regions = [portrait.masks[name] for name in CATALOG[category].regions if name in portrait.masks]
+    if not regions:
+        raise PerseError(f"the new photo has none of the regions '{category}' lives in "
+                         f"({', '.join(CATALOG[category].regions)}); try a clearer photo")
+    size = avatar.image_size
+    image = cv2.resize(portrait.image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    mask = cv2.resize(np.maximum.reduce(regions), (size, size), interpolation=cv2.INTER_AREA)
+    if mask.sum() < 1:
+        raise PerseError(f"the new photo shows too little of '{category}' to copy it; try a photo where it is visible")
+    reference = _reference_pose(run_dir)
+    code = avatar.fit_code(image, mask, category, yaw=portrait.head_pose["yaw"] - reference["yaw"],
+                           pitch=portrait.head_pose["pitch"] - reference["pitch"], steps=steps, base=latent)
+    latent = avatar.with_code(avatar.latent(latent), category, code)
+    return latent.cpu(), _render(avatar, latent, view)
+
+
+@spaces.GPU(duration=60)
+def interpolation_clip(run_dir: str, latent: torch.Tensor, category: str, start: float, end: float,
+                       frames: int, view: View, out: str) -> str:
+    """A looping clip (.gif or .mp4 by `out`'s suffix) of `category` moving between two slider positions,
+    other categories as in `latent`."""
+    avatar = AVATARS.get(run_dir)
+    images = interpolation_frames(avatar, category, slider_code(avatar, category, start),
+                                  slider_code(avatar, category, end), frames=frames, base=latent,
+                                  yaw=view.yaw, size=display_size(avatar))
+    return str(write_video(out, images, fps=avatar.config.export.fps))
+
+
+@spaces.GPU(duration=30)
+def export_ply(run_dir: str, latent: torch.Tensor, view: View, out: str, max_gaussians: int | None) -> tuple[str, int]:
+    """The current look as a standard 3DGS .ply (the most opaque `max_gaussians`); returns (path, count)."""
+    gaussians = AVATARS.get(run_dir).gaussians(latent, view.expression)
+    path = write_ply(out, gaussians, max_gaussians=max_gaussians)
+    return str(path), min(len(gaussians), max_gaussians or len(gaussians))

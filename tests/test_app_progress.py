@@ -1,0 +1,46 @@
+"""How the app folds the pipeline's progress events into what it shows."""
+import math
+
+from perse.app.progress import RunView, loss_figure, training_losses
+from perse.events import Progress
+
+
+def test_events_land_in_the_right_places():
+    view = RunView()
+    view.update(Progress("ingest", 0.0, "reading"))
+    assert view.changed == {"status"} and view.ingest_image is None
+    view.update(Progress("ingest", 1.0, "aligned", image="/r/debug.png"))
+    assert view.ingest_image == "/r/debug.png" and "ingest" in view.changed
+    view.update(Progress("synth", 0.2, "hair: blonde", image="/r/a.png"))
+    view.update(Progress("synth", 0.4, "hair: blonde again", image="/r/a.png"))
+    view.update(Progress("synth", 0.6, "glasses: round", image="/r/b.png"))
+    assert view.gallery == [("/r/a.png", "hair: blonde"), ("/r/b.png", "glasses: round")]
+    view.update(Progress("train", 0.5, "step 10", image="/r/p.png", metrics={"step": 10, "l1": 0.2, "total": 0.3}))
+    assert view.preview == "/r/p.png" and {"preview", "losses"} <= view.changed
+    assert view.losses == [{"l1": 0.2, "total": 0.3, "step": 10.0}]
+    view.update(Progress("metrics", 1.0, "done", metrics={"psnr": 21.5}))
+    assert view.metrics == {"psnr": 21.5}
+
+
+def test_overall_progress_grows_through_the_stages():
+    view = RunView()
+    seen = [view.update(Progress(stage, f)).overall
+            for stage in ("ingest", "synth", "train", "export", "metrics") for f in (0.0, 0.5, 1.0)]
+    assert seen == sorted(seen) and seen[0] == 0.0 and seen[-1] == 1.0
+    assert "Training the avatar" in RunView().update(Progress("train", 0.25, "step 5")).status_markdown()
+
+
+def test_training_losses_keep_only_finite_losses():
+    row = training_losses({"step": 7, "elapsed": 3.0, "psnr": 20.0, "l1": 0.1, "interp": math.nan, "ssim": 0.4})
+    assert row == {"l1": 0.1, "ssim": 0.4, "step": 7.0}
+    assert training_losses({"l1": 0.1}) == {}, "no step, no point on the chart"
+    assert training_losses({"step": 3, "elapsed": 1.0}) == {}
+
+
+def test_loss_figure_has_one_trace_per_loss():
+    rows = [{"step": 1.0, "l1": 0.5, "total": 0.6}, {"step": 2.0, "l1": 0.4, "total": 0.5, "interp": 0.1}]
+    figure = loss_figure(rows)
+    traces = {trace.name: list(trace.x) for trace in figure.data}
+    assert traces == {"l1": [1.0, 2.0], "total": [1.0, 2.0], "interp": [2.0]}
+    assert figure.layout.yaxis.type == "log"
+    assert loss_figure([{"step": 1.0, "prior": -0.5}]).layout.yaxis.type == "linear"
