@@ -48,8 +48,19 @@ class Photo:
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
 
 
+# File signatures of the supported formats: a file that starts like one but that Pillow cannot open is
+# a damaged photo, not "not an image".
+MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+         (b"MM\x00*", "TIFF"))
+
+
 def _sniff(head: bytes) -> str | None:
-    """Name a few common non-photo files Pillow cannot identify, so the message can say what they are."""
+    """Name what a file Pillow cannot identify is, so the message can say what to do."""
+    for magic, fmt in MAGIC:
+        if head.startswith(magic):
+            return f"a damaged {fmt} file (its header cannot be decoded); re-export it or download it again"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a damaged WebP file (its header cannot be decoded); re-export it or download it again"
     stripped = head.lstrip()
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypavif"):
         kind = "AVIF" if b"avif" in head[4:12] else "HEIC/HEIF"
@@ -61,11 +72,16 @@ def _sniff(head: bytes) -> str | None:
         return "a PDF document, not a photo; export the page as PNG or JPEG"
     if stripped[:1] in (b"<",) and b"html" in stripped[:64].lower():
         return "an HTML page (perhaps a web page saved instead of the image); save the image itself"
+    if b"\x00" in head:  # text never contains NUL bytes; unknown binary formats do
+        return None
     try:
         head.decode("utf-8")
-        return "a text file, not an image (its name may end in an image extension, but its content is text)"
-    except UnicodeDecodeError:
-        return None
+    except UnicodeDecodeError as exc:
+        # The 64-byte sample may end inside a multi-byte character; only earlier errors mean binary.
+        if exc.start < len(head) - 3:
+            return None
+    return (f"a text file, not an image (its name may end in an image extension, but its content is text); "
+            f"use a {SUPPORTED_TEXT} photo")
 
 
 def _to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -111,9 +127,10 @@ def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
         raise InputImageError(f"{path} is empty (0 bytes); the download or copy probably failed, get the photo again")
 
     problems: list[str] = []
-    with warnings.catch_warnings():
-        # We enforce our own, lower pixel limit below; Pillow's warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        # Recorded, not shown: Pillow reports EXIF damage as warnings (already while opening a JPEG), and
+        # its decompression-bomb warning is moot as we enforce our own, lower pixel limit below.
+        warnings.simplefilter("always")
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as exc:
@@ -121,8 +138,8 @@ def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
                 f"{path} claims an enormous size ({exc}); refused before decoding (a 'decompression bomb' or a "
                 f"huge scan); downscale it to at most {max_megapixels:g} megapixels") from exc
         except UnidentifiedImageError as exc:
-            what = _sniff(head) or "not an image Pillow can read (unknown or damaged format)"
-            raise InputImageError(f"{path} is {what}; use a {SUPPORTED_TEXT} photo") from exc
+            what = _sniff(head) or f"not an image Pillow can read (unknown or damaged format); use a {SUPPORTED_TEXT} photo"
+            raise InputImageError(f"{path} is {what}") from exc
         except OSError as exc:
             raise InputImageError(f"{path}: cannot open it as an image ({exc}); re-export it as PNG or JPEG") from exc
         with image:
@@ -140,13 +157,17 @@ def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
                 raise InputImageError(
                     f"{path} is only {width}x{height} pixels; both sides must be at least {min_side} px to hold "
                     f"a usable face; use a larger photo")
-            orientation = 1
+            corrupt_exif = "the photo's EXIF metadata is corrupt ({}); its orientation tag was ignored, " \
+                           "check that the result is upright"
             try:
-                exif = image.getexif()
-                orientation = exif.get(EXIF_ORIENTATION, 1)
-            except Exception as exc:  # Pillow raises many types on malformed EXIF; none should stop the ingest
-                problems.append(f"the photo's EXIF metadata is corrupt ({type(exc).__name__}); "
-                                f"its orientation tag was ignored, check that the result is upright")
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            except Exception as exc:  # Pillow raises many types on badly damaged EXIF; none should stop us
+                orientation = 1
+                problems.append(corrupt_exif.format(type(exc).__name__))
+            exif_damage = [str(w.message).strip() for w in caught if "EXIF" in str(w.message)]
+            if exif_damage:
+                orientation = 1
+                problems.append(corrupt_exif.format(exif_damage[0]))
             if not isinstance(orientation, int) or orientation not in range(1, 9):
                 problems.append(f"the photo's EXIF orientation tag has the invalid value {orientation!r}; "
                                 f"it was ignored, check that the result is upright")

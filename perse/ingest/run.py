@@ -18,7 +18,8 @@ from perse.ingest.portrait import Portrait
 from perse.ingest.regions import region_masks
 
 NO_FACE_ADVICE = ("use a photo where one face is clearly visible, roughly frontal, well lit and not covered "
-                  "(sunglasses, masks and hands over the face prevent detection)")
+                  "(sunglasses, masks and hands over the face prevent detection); if the face is small in the "
+                  "photo, crop the photo around the head")
 
 
 def find_face(photo: Photo, min_face_px: int) -> tuple[np.ndarray, float, list[str]]:
