@@ -1,0 +1,105 @@
+"""The app's calls on a trained avatar: slider blending, edits, clips and .ply exports (CPU, tiny scale)."""
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from perse.app import studio
+from perse.avatar.train import train
+from perse.config import build_config
+from perse.export.ply import read_ply
+from perse.testing.procedural import write_procedural_dataset
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("avatar-run")
+    write_procedural_dataset(run, size=32, frames=2, n_gaussians=300)
+    config = build_config("tiny", overrides=["device=cpu", "avatar.steps=4", "avatar.num_gaussians=300"])
+    for _ in train(run, config):
+        pass
+    # Four steps barely move a zero-initialised decoder, so every code would render alike. These tests
+    # check the app's wiring, not training: give the cached avatar a random output layer, so that each
+    # code, pose and expression visibly changes the render.
+    avatar = studio.AVATARS.get(run)
+    with torch.no_grad():
+        torch.nn.init.normal_(avatar.model.decoder.out.weight, std=0.3, generator=torch.Generator().manual_seed(0))
+    return str(run)
+
+
+@pytest.fixture(scope="module")
+def opened(run_dir):
+    return studio.open_avatar(run_dir, studio.View())
+
+
+def _sub(latent, info, category):
+    d = latent.shape[0] // len(info.categories)
+    i = list(info.categories).index(category)
+    return latent[i * d:(i + 1) * d]
+
+
+def test_open_describes_the_avatar_and_renders_it(run_dir, opened):
+    info, latent, image = opened
+    assert list(info.categories) == ["hair", "glasses", "lips"]
+    assert info.categories["hair"][0] == "source"
+    assert info.expressions == ["jaw_open", "smile", "blink", "brow_raise"]
+    assert image.dtype == np.uint8 and image.shape == (256, 256, 3), "32 px avatars are shown at 256 px"
+    assert image.std() > 1, "a rendered head, not a blank frame"
+
+
+def test_slider_positions_blend_neighbouring_codes(run_dir):
+    avatar = studio.AVATARS.get(run_dir)
+    code = lambda k: avatar.code("hair", k)  # noqa: E731
+    assert torch.allclose(studio.slider_code(avatar, "hair", 1.0), code(1))
+    assert torch.allclose(studio.slider_code(avatar, "hair", 1.25), 0.75 * code(1) + 0.25 * code(2))
+    assert torch.allclose(studio.slider_code(avatar, "hair", 2.0), code(2))
+    assert torch.allclose(studio.slider_code(avatar, "hair", 7.0), code(2)), "past the end clamps"
+
+
+def test_a_slider_edits_only_its_category(run_dir, opened):
+    info, latent, image = opened
+    edited, new_image = studio.edit(run_dir, latent, studio.View(), "slider", "hair", 2.0)
+    assert not torch.allclose(_sub(edited, info, "hair"), _sub(latent, info, "hair"))
+    assert np.abs(new_image.astype(int) - image).mean() > 1
+    for other in ("glasses", "lips"):
+        assert torch.equal(_sub(edited, info, other), _sub(latent, info, other))
+    reset, reset_image = studio.edit(run_dir, edited, studio.View(), "reset")
+    assert torch.allclose(reset, latent) and np.array_equal(reset_image, image)
+
+
+def test_pose_and_expression_change_the_render(run_dir, opened):
+    _, latent, image = opened
+    _, turned = studio.edit(run_dir, latent, studio.View(yaw=25.0, pitch=-10.0))
+    assert np.abs(turned.astype(int) - image).mean() > 1
+
+
+def test_random_samples_are_reproducible_and_per_category(run_dir, opened):
+    info, latent, _ = opened
+    a, _ = studio.edit(run_dir, latent, studio.View(), "sample", "lips", 11)
+    b, _ = studio.edit(run_dir, latent, studio.View(), "sample", "lips", 11)
+    c, _ = studio.edit(run_dir, latent, studio.View(), "sample", "lips", 12)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(_sub(a, info, "hair"), _sub(latent, info, "hair"))
+    everything, _ = studio.edit(run_dir, latent, studio.View(), "sample", None, 5)
+    assert all(not torch.equal(_sub(everything, info, c), _sub(latent, info, c)) for c in info.categories)
+
+
+def test_interpolation_gif_loops_between_two_positions(run_dir, opened, tmp_path):
+    _, latent, _ = opened
+    path = studio.interpolation_clip(run_dir, latent, "hair", 0.5, 2.0, 5, studio.View(), str(tmp_path / "c.gif"))
+    frames = iio.imread(path, index=None)[..., :3].astype(int)
+    assert frames.shape[0] == 2 * 5 - 2 and frames.shape[1:3] == (256, 256)
+    _, first = studio.edit(run_dir, latent, studio.View(), "slider", "hair", 0.5)
+    _, last = studio.edit(run_dir, latent, studio.View(), "slider", "hair", 2.0)
+    # GIF palettes shift colours by a few levels; the frames must still be these renders.
+    assert np.abs(first - last).mean() > 3 * np.abs(frames[0] - first).mean()
+    assert np.abs(frames[0] - first).mean() < 3 and np.abs(frames[4] - last).mean() < 3
+    assert np.abs(frames[1] - frames[-1]).mean() < 1, "it bounces back: a seamless loop"
+
+
+def test_ply_export_caps_the_gaussian_count(run_dir, opened, tmp_path):
+    _, latent, _ = opened
+    path, count = studio.export_ply(run_dir, latent, studio.View(), str(tmp_path / "web.ply"), 120)
+    assert count == 120 and len(read_ply(path)) == 120
+    path, count = studio.export_ply(run_dir, latent, studio.View(), str(tmp_path / "all.ply"), None)
+    assert count == 300 and len(read_ply(path)) == 300
