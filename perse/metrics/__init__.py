@@ -1,0 +1,1 @@
+"""PERSE's metrics: image quality on held-out frames, identity, interpolation smoothness, disentanglement."""

@@ -1,0 +1,132 @@
+"""One photo in, an editable avatar out: ingest -> synth -> train -> export -> metrics, as one stream of
+`Progress` events that the CLI and the app both consume.
+
+Each stage's inputs (the photo's bytes, its own config section, the previous stage's key) are hashed
+into a key stored in `<run>/stages.json` once the stage has finished. A re-run skips every stage whose
+key is unchanged and whose outputs still validate, and resumes training from its last checkpoint, so an
+interrupted or cancelled run continues where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from perse.config import PipelineConfig
+from perse.dataset import atomic_write_json, is_complete
+from perse.errors import InputImageError
+from perse.events import NEVER, CancelToken, Progress
+from perse.ingest.portrait import is_ingested
+
+STAGES = ("ingest", "synth", "train", "export", "metrics")
+
+
+def _hash(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _file_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InputImageError(f"{path}: cannot read the photo ({exc.strerror}); check the path") from exc
+
+
+def stage_keys(photo: Path, config: PipelineConfig) -> dict[str, str]:
+    """What each stage's output depends on; a change upstream invalidates everything downstream."""
+    sections = dataclasses.asdict(config)
+    ingest = _hash(_file_hash(photo), sections["ingest"])
+    synth = _hash(ingest, sections["synth"], config.seed)
+    train = _hash(synth, sections["avatar"], config.seed)
+    export = _hash(train, sections["export"])
+    return {"ingest": ingest, "synth": synth, "train": train, "export": export, "metrics": export}
+
+
+class RunState:
+    """`<run>/stages.json`: the key each finished stage was produced with."""
+
+    def __init__(self, run: Path):
+        self.path = Path(run) / "stages.json"
+        self.done: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def is_done(self, stage: str, key: str) -> bool:
+        return self.done.get(stage) == key
+
+    def mark(self, stage: str, key: str) -> None:
+        self.done[stage] = key
+        atomic_write_json(self.path, self.done)
+
+    def invalidate_from(self, stage: str) -> None:
+        for later in STAGES[STAGES.index(stage):]:
+            self.done.pop(later, None)
+        atomic_write_json(self.path, self.done)
+
+
+def _outputs_valid(stage: str, run: Path) -> bool:
+    from perse.avatar.model import has_trained_avatar
+    from perse.export.run import exports_complete
+
+    checks: dict[str, Callable[[Path], bool]] = {
+        "ingest": is_ingested,
+        "synth": is_complete,
+        "train": has_trained_avatar,
+        "export": exports_complete,
+        "metrics": lambda r: (r / "report.json").exists(),
+    }
+    return checks[stage](run)
+
+
+def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
+        cancel: CancelToken = NEVER) -> Iterator[Progress]:
+    """Run (or resume) the whole pipeline for one photo into `run_dir`, yielding progress events."""
+    from perse.avatar.train import train
+    from perse.export.run import export_run
+    from perse.ingest import ingest_to_run
+    from perse.metrics.report import write_report
+    from perse.synth import run_synth
+
+    photo, run_dir = Path(photo), Path(run_dir)
+    keys = stage_keys(photo, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    state = RunState(run_dir)
+
+    def stage(name: str, work: Callable[[], Iterator[Progress] | None]) -> Iterator[Progress]:
+        if state.is_done(name, keys[name]) and _outputs_valid(name, run_dir):
+            yield Progress(name, 1.0, f"{name}: up to date, skipped")
+            return
+        if state.done.get(name) not in (None, keys[name]):
+            state.invalidate_from(name)
+            _discard_outputs(name, run_dir)
+        cancel.check()
+        events = work()
+        if events is not None:
+            yield from events
+        state.mark(name, keys[name])
+
+    def do_ingest() -> Iterator[Progress]:
+        yield Progress("ingest", 0.0, f"reading {photo.name}")
+        portrait = ingest_to_run(photo, run_dir, config)
+        notes = "; ".join(portrait.warnings)
+        yield Progress("ingest", 1.0, "portrait aligned" + (f" ({notes})" if notes else ""),
+                       image=str(run_dir / "debug.png"),
+                       metrics={"head_pose": portrait.head_pose, "detection_score": portrait.detection_score})
+
+    yield from stage("ingest", do_ingest)
+    yield from stage("synth", lambda: run_synth(run_dir, config, cancel=cancel))
+    yield from stage("train", lambda: train(run_dir, config, cancel=cancel, resume=True))
+    yield from stage("export", lambda: export_run(run_dir, config, cancel=cancel))
+    yield from stage("metrics", lambda: write_report(run_dir, config, cancel=cancel))
+
+
+def _discard_outputs(stage: str, run: Path) -> None:
+    """Outputs made with other inputs must not be mistaken for current ones (e.g. resumed from)."""
+    folders = {"synth": ["dataset"], "train": ["avatar"], "export": ["renders"], "metrics": []}
+    for name in folders.get(stage, []):
+        shutil.rmtree(run / name, ignore_errors=True)
