@@ -1,0 +1,399 @@
+"""The embedded animator: lift the portrait to 3D Gaussians and render the motion script.
+
+Geometry (built once per portrait, shared by every clip):
+- Depth: inside the face hull, the mediapipe landmarks' z interpolated linearly over their
+  triangulation; elsewhere a head ellipsoid fitted to the face oval (front surface inside its outline,
+  the ellipsoid's centre depth beyond it: hair, ears, neck and clothes); the two blend over a band
+  inside the hull so the surface has no step.
+- Every pixel (or block of `stride` x `stride` pixels) becomes one Gaussian on that surface, placed by
+  unprojecting through the frontal camera so frame 0 sees it where the portrait shows it. Each is a
+  surfel whose covariance spans the 3D distance to its grid neighbours, so turning the head stretches
+  splats instead of opening holes; opacity is the matte.
+- A mouth cavity (dark, with a row of upper teeth) sits just behind the lips: hidden while the mouth is
+  closed, revealed when the jaw opens.
+- Expressions are displacement fields, linear in the expression vector: jaw open rotates the region
+  below the lip seam about the jaw hinge; smile, blink and brow raise move control landmarks and spread
+  that motion to nearby pixels with normalised Gaussian weights anchored by the landmarks that stay.
+
+Per clip only colours and opacities change (the edited portrait and its matte). Frames render through
+perse.avatar.render (gsplat on CUDA, the torch compositor on CPU), many frames per call. Colours are
+corrected so the frontal neutral render reproduces the input (a few residual iterations: each pixel's
+splat also bleeds into its neighbours).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from perse import camera as cam
+from perse.dataset import EXPRESSION_NAMES
+from perse.errors import PerseError
+from perse.synth import face as F
+from perse.synth.animate import ClipFrames
+from perse.synth.animate.motion import MotionScript
+
+# Surfel standard deviation as a fraction of the spacing to the neighbouring splat. The renderer adds a
+# 0.3 px^2 low-pass, which already covers a frontal grid; below 0.245 every splat's footprint stays
+# within 5x5 pixels, which keeps the CPU compositor's work per splat small.
+SURFEL_SIGMA = 0.24
+# Longest splat axis, in frontal pixel spacings: a rubber sheet over depth steps, not a smear across the image.
+MAX_STRETCH = 6.0
+# Splats below this matte value are not created (they would be invisible).
+MIN_ALPHA = 0.02
+# Residual iterations that sharpen colours against the frontal render.
+COLOR_FIT_ITERATIONS = 3
+FIT_STEP = 0.6
+
+RIGHT_LID_CREASE = (247, 30, 29, 27, 28, 56, 190)
+LEFT_LID_CREASE = (467, 260, 259, 257, 258, 286, 414)
+FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 108, 69, 337, 299)
+
+
+def _quat_from_matrix(R: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) proper rotations -> (N, 4) wxyz quaternions."""
+    m = R
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    candidates = np.stack([
+        np.stack([1 + trace, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], 1),
+        np.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
+                  m[:, 0, 2] + m[:, 2, 0]], 1),
+        np.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
+                  m[:, 1, 2] + m[:, 2, 1]], 1),
+        np.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
+                  1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], 1),
+    ], axis=1)  # (N, 4 candidates, 4)
+    # Each candidate is 4 q_k * q; the one with the largest norm is numerically safest.
+    best = np.argmax(np.linalg.norm(candidates, axis=2), axis=1)
+    q = candidates[np.arange(len(m)), best]
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+@dataclass
+class HeadGeometry:
+    """Per-pixel 3D surface and expression fields of one portrait (grid of `grid` x `grid` splats)."""
+
+    grid: int
+    stride: int
+    points: np.ndarray  # (G*G, 3) world positions at rest
+    quats: np.ndarray  # (G*G, 4)
+    scales: np.ndarray  # (G*G, 3)
+    fields: np.ndarray  # (E, G*G, 3) world displacement per unit of each expression
+    cavity_points: np.ndarray  # (M, 3)
+    cavity_colors: np.ndarray  # (M, 3)
+    cavity_scales: np.ndarray  # (M, 3)
+    cavity_fields: np.ndarray  # (E, M, 3)
+    landmarks: np.ndarray  # (478, 3) world positions at rest
+    landmark_fields: np.ndarray  # (E, 478, 3)
+    pivot: np.ndarray  # (3,) head centre
+
+
+def _pixels_to_world(u: np.ndarray, v: np.ndarray, z_px: np.ndarray, size: int, fov_deg: float) -> np.ndarray:
+    """Crop pixel coordinates with a depth offset in pixels (mediapipe units) -> world points."""
+    K = cam.intrinsics(size, fov_deg)
+    distance = cam.camera_distance(fov_deg)
+    depth = distance + z_px / (size / 2)
+    return cam.unproject(np.stack([u, v], 1), depth, cam.frontal_viewmat(fov_deg), K)
+
+
+def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Depth offsets in pixels (S, S), the face-hull mask, and the fitted ellipsoid (cx, cy, cz, a, b, c)."""
+    from scipy.interpolate import LinearNDInterpolator
+
+    xy, z = landmarks[:, :2], landmarks[:, 2] - landmarks[:468, 2].mean()
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    uu, vv = np.meshgrid(coords, coords)
+    face_z = LinearNDInterpolator(xy, z)(uu, vv)
+    hull = np.isfinite(face_z)
+    oval = np.asarray(F.FACE_OVAL)
+    cx = float(xy[oval, 0].mean())
+    a = 0.55 * face.face_width
+    b = 0.68 * face.face_height
+    cy = float(xy[F.CHIN, 1]) - b
+    c = 1.2 * a
+    rr = ((xy[oval, 0] - cx) / a) ** 2 + ((xy[oval, 1] - cy) / b) ** 2
+    cz = float(np.median(z[oval] + c * np.sqrt(np.clip(1 - rr, 0, 1))))
+    r2 = ((uu - cx) / a) ** 2 + ((vv - cy) / b) ** 2
+    ellipsoid = cz - c * np.sqrt(np.clip(1 - r2, 0, 1))
+    inside = cv2.distanceTransform(hull.astype(np.uint8), cv2.DIST_L2, 5)
+    blend = np.clip(inside / max(0.08 * face.face_height, 1.0), 0, 1)
+    blend = blend * blend * (3 - 2 * blend)
+    depth = np.where(hull, blend * np.nan_to_num(face_z) + (1 - blend) * ellipsoid, ellipsoid)
+    return depth, hull, (cx, cy, cz, a, b, c)
+
+
+def _rbf_field(size: int, landmarks_xy: np.ndarray, moves: dict[int, np.ndarray], sigma: float,
+               work: int = 128) -> np.ndarray:
+    """Dense (S, S, 3) displacement spreading `moves` (landmark -> dx, dy, dz px); every other landmark
+    anchors its neighbourhood at zero, and far from all landmarks the field fades out."""
+    scale = work / size
+    coords = (np.arange(work, dtype=np.float64) + 0.5) / scale
+    uu, vv = np.meshgrid(coords, coords)
+    points = np.stack([uu.ravel(), vv.ravel()], 1)
+    displacement = np.zeros((len(landmarks_xy), 3))
+    for index, move in moves.items():
+        displacement[index] = move
+    d2 = ((points[:, None, :] - landmarks_xy[None, :, :]) ** 2).sum(-1)
+    weights = np.exp(-d2 / (2 * sigma ** 2))
+    # A constant "background" weight equal to a landmark 2 sigma away: far from the face nothing moves.
+    field = weights @ displacement / (weights.sum(1, keepdims=True) + math.exp(-2.0))
+    field = field.reshape(work, work, 3).astype(np.float32)
+    return cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame, angle: float) -> np.ndarray:
+    """Jaw opening by `angle` radians: pixels below the lip seam rotate about the jaw hinge."""
+    xy = landmarks[:, :2]
+    upper, lower = xy[list(F.LIPS_INNER_UPPER)], xy[list(F.LIPS_INNER_LOWER)]
+    seam = (upper + lower) / 2
+    # Lower face: below the lip seam and inside the jaw line (hinge to hinge through the chin).
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(np.concatenate([seam, xy[list(F.JAW[::-1])]])).astype(np.int32)], 1)
+    # Soft falloff below and beside the jaw (chin tissue, a beard), none above the seam.
+    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
+    weight = np.where(mask > 0, 1.0, np.exp(-(outside / max(0.06 * face.face_height, 1.0)) ** 2))
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    uu, vv = np.meshgrid(coords, coords)
+    order = np.argsort(seam[:, 0])
+    seam_y = np.interp(uu, seam[order, 0], seam[order, 1])
+    within = (uu >= seam[:, 0].min()) & (uu <= seam[:, 0].max())
+    weight = np.where((within & (vv < seam_y)) | (vv < xy[F.SUBNASALE, 1]), 0.0, weight)
+    # The hinge sits below the ears, about half a face width behind the face's centre line.
+    hinge_y = float(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE], 1].mean())
+    row, column = int(np.clip(hinge_y, 0, size - 1)), int(np.clip(face.center_x, 0, size - 1))
+    hinge_z = float(depth_px[row, column]) + 0.45 * face.face_width
+    dy, dz = vv - hinge_y, depth_px - hinge_z
+    field = np.zeros((size, size, 3), np.float32)
+    field[..., 1] = weight * angle * (-dz)
+    field[..., 2] = weight * angle * dy
+    return field
+
+
+class LiftAnimator:
+    name = "lift"
+    background = (1.0, 1.0, 1.0)
+
+    def __init__(self, portrait, device: str = "cpu", stride: int | None = None, batch: int | None = None):
+        self.size = portrait.size
+        self.fov_deg = float(portrait.fov_deg)
+        self.device = torch.device(device)
+        self.stride = stride or (1 if self.size <= 256 or self.device.type == "cuda" else 2)
+        if self.size % self.stride:
+            raise PerseError(f"lift animator: image size {self.size} is not a multiple of the splat stride {self.stride}")
+        self.batch = batch or (32 if self.device.type == "cuda" else 4)
+        F.validate_landmarks(portrait.landmarks, self.size, f"portrait {portrait.source or '(in memory)'}")
+        self.geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), self.size, self.fov_deg, self.stride)
+        self.K = cam.intrinsics(self.size, self.fov_deg)
+
+    @property
+    def pivot(self) -> np.ndarray:
+        return self.geometry.pivot
+
+    def splats(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-splat colours, opacities and the indices of the grid splats that exist (matte > MIN_ALPHA)."""
+        g, s = self.geometry.grid, self.stride
+        colors = image.reshape(g, s, g, s, 3).mean(axis=(1, 3)).reshape(-1, 3)
+        alpha = matte.reshape(g, s, g, s).mean(axis=(1, 3)).reshape(-1)
+        keep = np.flatnonzero(alpha > MIN_ALPHA)
+        return colors[keep], np.clip(alpha[keep], 0, 0.999), keep
+
+    def point_cloud(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        colors, _, keep = self.splats(image, matte)
+        return self.geometry.points[keep].astype(np.float32), colors.astype(np.float32)
+
+    def _tensors(self, image: np.ndarray, matte: np.ndarray):
+        geo = self.geometry
+        colors, opacity, keep = self.splats(image, matte)
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
+        n_cavity = len(geo.cavity_points)
+        means = t(np.concatenate([geo.points[keep], geo.cavity_points]))
+        fields = t(np.concatenate([geo.fields[:, keep], geo.cavity_fields], axis=1))
+        quats = t(np.concatenate([geo.quats[keep], np.tile([1.0, 0, 0, 0], (n_cavity, 1))]))
+        scales = t(np.concatenate([geo.scales[keep], geo.cavity_scales]))
+        opacities = t(np.concatenate([opacity, np.full(n_cavity, 0.999)]))
+        colors_t = t(np.concatenate([colors, geo.cavity_colors]))
+        return means, fields, quats, scales, opacities, colors_t, len(keep)
+
+    def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions):
+        from perse.avatar.gaussians import Gaussians
+        from perse.avatar.render import render_batch
+
+        b = len(viewmats)
+        expr = torch.as_tensor(expressions, dtype=torch.float32, device=self.device)
+        moved = means[None] + torch.einsum("be,enc->bnc", expr, fields)
+        batched = Gaussians(moved, quats.expand(b, -1, -1), scales.expand(b, -1, -1), opacities.expand(b, -1),
+                            colors.expand(b, -1, -1))
+        vm = torch.as_tensor(viewmats, dtype=torch.float32, device=self.device)
+        K = torch.as_tensor(self.K, dtype=torch.float32, device=self.device)
+        return render_batch(batched, vm, K, self.size, self.size, torch.tensor(self.background, device=self.device))
+
+    def _fit_colors(self, means, fields, quats, scales, opacities, colors, n_grid, image, matte):
+        """Residual iterations so the frontal neutral render matches the input where the person is."""
+        g, s = self.geometry.grid, self.stride
+        target = torch.as_tensor(image * matte[..., None] + (1 - matte[..., None]) * np.asarray(self.background),
+                                 dtype=torch.float32, device=self.device)
+        _, _, keep = self.splats(image, matte)
+        rows, cols = np.divmod(keep, g)
+        rows_t = torch.as_tensor(rows * s + s // 2, device=self.device)
+        cols_t = torch.as_tensor(cols * s + s // 2, device=self.device)
+        frontal = cam.head_pose_viewmat(self.fov_deg, 0.0, 0.0, 0.0, self.pivot)[None]
+        neutral = np.zeros((1, len(EXPRESSION_NAMES)))
+        weight = opacities[:n_grid, None]
+        for _ in range(COLOR_FIT_ITERATIONS):
+            out = self._render(means, fields, quats, scales, opacities, colors, frontal, neutral).rgb[0]
+            residual = (target - out)[rows_t, cols_t]
+            colors = colors.clone()
+            colors[:n_grid] = (colors[:n_grid] + FIT_STEP * residual * weight).clamp(0, 1)
+        return colors
+
+    @torch.no_grad()
+    def animate(self, image: np.ndarray, matte: np.ndarray, script: MotionScript) -> ClipFrames:
+        image = np.asarray(image, np.float32)
+        matte = np.asarray(matte, np.float32)
+        if image.shape != (self.size, self.size, 3) or matte.shape != (self.size, self.size):
+            raise PerseError(f"lift animator: expected an image ({self.size}, {self.size}, 3) and matte "
+                             f"({self.size}, {self.size}), got {image.shape} and {matte.shape}")
+        means, fields, quats, scales, opacities, colors, n_grid = self._tensors(image, matte)
+        if COLOR_FIT_ITERATIONS:
+            colors = self._fit_colors(means, fields, quats, scales, opacities, colors, n_grid, image, matte)
+        viewmats = script.viewmats()
+        images, alphas = [], []
+        for start in range(0, len(script), self.batch):
+            part = slice(start, start + self.batch)
+            out = self._render(means, fields, quats, scales, opacities, colors, viewmats[part],
+                               script.expressions[part])
+            images.append(out.rgb.clamp(0, 1).cpu().numpy())
+            alphas.append(out.alpha.clamp(0, 1).cpu().numpy())
+        return ClipFrames(np.concatenate(images), np.concatenate(alphas), viewmats, script.expressions.copy(),
+                          self.project_landmarks(viewmats, script.expressions))
+
+    def project_landmarks(self, viewmats: np.ndarray, expressions: np.ndarray) -> np.ndarray:
+        geo = self.geometry
+        moved = geo.landmarks[None] + np.einsum("te,enc->tnc", expressions, geo.landmark_fields)
+        return np.stack([cam.project(points, vm, self.K)[:, :2] for points, vm in zip(moved, viewmats)])
+
+
+def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int = 1) -> HeadGeometry:
+    face = F.FaceFrame(landmarks)
+    depth_px, hull, (cx, cy, cz, a, b, c) = _depth_map(landmarks, size, face)
+    grid = size // stride
+    centre = (np.arange(grid, dtype=np.float64) + 0.5) * stride
+    uu, vv = np.meshgrid(centre, centre)
+    # Block-average depth for strided grids so each splat sits on its block's mean surface.
+    depth = depth_px.reshape(grid, stride, grid, stride).mean(axis=(1, 3))
+    points = _pixels_to_world(uu.ravel(), vv.ravel(), depth.ravel(), size, fov_deg).reshape(grid, grid, 3)
+
+    # Surfel frames from neighbour differences; the shorter one-sided difference avoids stretching
+    # across depth steps, and a cap keeps silhouette splats from smearing.
+    def tangent(axis: int) -> np.ndarray:
+        forward = np.diff(points, axis=axis, append=np.take(points, [-1], axis=axis))
+        backward = np.diff(points, axis=axis, prepend=np.take(points, [0], axis=axis))
+        pick = np.linalg.norm(forward, axis=-1, keepdims=True) <= np.linalg.norm(backward, axis=-1, keepdims=True)
+        step = np.where(pick, forward, backward)
+        step = np.where(np.linalg.norm(step, axis=-1, keepdims=True) < 1e-9, np.where(pick, backward, forward), step)
+        # Standard deviation along this tangent: SURFEL_SIGMA of the spacing for a frontal grid, rising
+        # towards half the spacing where turning the head stretches the grid, so stretched splats
+        # still overlap their neighbours instead of leaving stripes of background.
+        spacing = 2.0 * stride / size
+        length = np.maximum(np.linalg.norm(step, axis=-1, keepdims=True), 1e-12)
+        sigma = np.maximum(SURFEL_SIGMA * length, 0.5 * length - (0.5 - SURFEL_SIGMA) * spacing)
+        return step / length * np.minimum(sigma, MAX_STRETCH * spacing)
+
+    du, dv = tangent(1).reshape(-1, 3), tangent(0).reshape(-1, 3)
+    cov = du[:, :, None] * du[:, None, :] + dv[:, :, None] * dv[:, None, :]
+    values, vectors = np.linalg.eigh(cov)
+    floor = (0.05 * SURFEL_SIGMA * 2.0 * stride / size) ** 2
+    scales = np.sqrt(np.maximum(values, floor))
+    vectors = vectors * np.where(np.linalg.det(vectors) < 0, -1.0, 1.0)[:, None, None]
+    quats = _quat_from_matrix(vectors)
+
+    # Expression fields in pixel units (dx, dy, dz), converted to world displacements.
+    unit = face.face_height
+    xy = landmarks[:, :2]
+    fields_px = np.zeros((len(EXPRESSION_NAMES), size, size, 3), np.float32)
+    fields_px[EXPRESSION_NAMES.index("jaw_open")] = _jaw_field(size, landmarks, depth_px, face, angle=0.22)
+    corners = {F.MOUTH_RIGHT: np.array([-0.045, -0.04, 0.0]), F.MOUTH_LEFT: np.array([0.045, -0.04, 0.0])}
+    for index, sign in ((205, -1), (425, 1), (50, -1), (280, 1), (187, -1), (411, 1)):
+        corners[index] = np.array([0.01 * sign, -0.025, -0.005])
+    for index in (78, 62, 76, 306, 292, 308):
+        corners[index] = np.array([0.03 * (1 if xy[index, 0] > face.center_x else -1), -0.03, 0.0])
+    fields_px[EXPRESSION_NAMES.index("smile")] = _rbf_field(size, xy, {k: v * unit for k, v in corners.items()},
+                                                            0.05 * unit)
+    blink: dict[int, np.ndarray] = {}
+    for upper, lower, crease in ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER, RIGHT_LID_CREASE),
+                                 (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER, LEFT_LID_CREASE)):
+        for top, bottom in zip(upper, lower):
+            drop = xy[bottom] - xy[top]
+            blink[top] = np.array([drop[0], drop[1] * 0.95, -0.02 * unit])
+        mean_drop = np.mean([xy[bottom, 1] - xy[top, 1] for top, bottom in zip(upper, lower)])
+        for index in crease:
+            blink[index] = np.array([0.0, 0.6 * mean_drop, -0.01 * unit])
+    fields_px[EXPRESSION_NAMES.index("blink")] = _rbf_field(size, xy, blink, 0.02 * unit, work=min(size, 256))
+    raise_moves = {i: np.array([0.0, -0.05 * unit, 0.0]) for i in
+                   F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER + F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER}
+    for index in FOREHEAD:
+        raise_moves[index] = np.array([0.0, -0.02 * unit, 0.0])
+    fields_px[EXPRESSION_NAMES.index("brow_raise")] = _rbf_field(size, xy, raise_moves, 0.06 * unit)
+
+    distance = cam.camera_distance(fov_deg)
+    focal = cam.focal_length(size, fov_deg)
+
+    def to_world(field_px: np.ndarray, depth_at: np.ndarray) -> np.ndarray:
+        z = (distance + depth_at / (size / 2))[..., None]
+        return np.concatenate([field_px[..., :2] * z / focal, field_px[..., 2:] / (size / 2)], axis=-1)
+
+    block = lambda f: f.reshape(grid, stride, grid, stride, 3).mean(axis=(1, 3)).reshape(-1, 3)  # noqa: E731
+    fields = np.stack([block(to_world(f, depth_px)) for f in fields_px])
+
+    # Landmarks: their own depth on the same surface; fields sampled at their pixels.
+    lm_px = np.clip(np.round(xy - 0.5).astype(int), 0, size - 1)
+    lm_depth = depth_px[lm_px[:, 1], lm_px[:, 0]]
+    lm_world = _pixels_to_world(xy[:, 0], xy[:, 1], lm_depth, size, fov_deg)
+    lm_fields = np.stack([to_world(f[lm_px[:, 1], lm_px[:, 0]], lm_depth) for f in fields_px])
+
+    cavity = _mouth_cavity(landmarks, size, fov_deg, depth_px, face, stride)
+    cavity_fields = np.stack([to_world(f[cavity[3][:, 1], cavity[3][:, 0]], cavity[4]) for f in fields_px])
+    # Only the lower half of the cavity (lower teeth row, tongue) follows the jaw.
+    lower = cavity[5]
+    cavity_fields[EXPRESSION_NAMES.index("jaw_open")] *= lower[:, None]
+    for name in ("blink", "brow_raise"):
+        cavity_fields[EXPRESSION_NAMES.index(name)] = 0.0
+
+    pivot = _pixels_to_world(np.array([cx]), np.array([cy]), np.array([cz]), size, fov_deg)[0]
+    return HeadGeometry(grid, stride, points.reshape(-1, 3), quats, scales, fields, cavity[0], cavity[1], cavity[2],
+                        cavity_fields, lm_world, lm_fields, pivot)
+
+
+def _mouth_cavity(landmarks: np.ndarray, size: int, fov_deg: float, depth_px: np.ndarray, face: F.FaceFrame,
+                  stride: int):
+    """Splats of a dark mouth interior with an upper teeth row, just behind the lips."""
+    xy = landmarks[:, :2]
+    unit = face.face_height
+    left, right = xy[F.MOUTH_LEFT], xy[F.MOUTH_RIGHT]
+    top = float(xy[list(F.LIPS_INNER_UPPER), 1].min())
+    bottom = float(xy[list(F.LIPS_INNER_LOWER), 1].max()) + 0.16 * unit
+    step = max(1.0, float(stride))
+    xs = np.arange(right[0] + 0.1 * (left[0] - right[0]), left[0] - 0.1 * (left[0] - right[0]), step)
+    ys = np.arange(top, bottom, step)
+    uu, vv = np.meshgrid(xs + 0.5 * step, ys + 0.5 * step)
+    u, v = uu.ravel(), vv.ravel()
+    centre_x = 0.5 * (left[0] + right[0])
+    half = 0.5 * (left[0] - right[0])
+    # An ellipse: the mouth opening is narrower than the lips at its top and bottom.
+    keep = ((u - centre_x) / (0.9 * half)) ** 2 + ((v - top) / (bottom - top)) ** 2 <= 1.0
+    u, v = u[keep], v[keep]
+    pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
+    # Behind whatever surface covers it (lips, teeth, chin), so it shows only through an open mouth.
+    depth = depth_px[pixels[:, 1], pixels[:, 0]] + 0.04 * unit
+    colors = np.tile(np.array([0.16, 0.05, 0.06]), (len(u), 1))
+    teeth = v < top + 0.045 * unit
+    colors[teeth] = np.array([0.86, 0.83, 0.78])
+    colors = colors * (1 - 0.35 * ((u - centre_x) / max(half, 1.0)) ** 2)[:, None]
+    points = _pixels_to_world(u, v, depth, size, fov_deg)
+    spacing = 2.0 * step / size * SURFEL_SIGMA * 1.6
+    scales = np.tile([spacing, spacing, spacing * 0.2], (len(u), 1))
+    lower = (v > float(xy[list(F.LIPS_INNER_LOWER), 1].mean())).astype(np.float64)
+    return points, colors, scales, pixels, depth, lower
