@@ -114,7 +114,7 @@ def build(handlers: Handlers) -> gr.Blocks:
             with gr.Tabs():
                 with gr.Tab("Interpolation clip", elem_id="tab-clip"):
                     with gr.Row():
-                        ui["clip_category"] = gr.Dropdown([], label="Attribute", elem_id="clip-category")
+                        ui["clip_category"] = gr.Dropdown(list(CATEGORY_SLOTS), label="Attribute", elem_id="clip-category")
                         ui["clip_start"] = gr.Slider(0, 1, value=0, step=0.01, label="From", elem_id="clip-start")
                         ui["clip_end"] = gr.Slider(0, 1, value=1, step=0.01, label="To", elem_id="clip-end")
                         ui["clip_frames"] = gr.Slider(4, 96, value=24, step=1, label="Frames each way",
@@ -137,7 +137,7 @@ def build(handlers: Handlers) -> gr.Blocks:
                         transfer_photo = gr.Image(type="filepath", label="Another photo", height=256,
                                                   elem_id="transfer-photo")
                         with gr.Column():
-                            ui["transfer_category"] = gr.Dropdown([], label="Attribute to take",
+                            ui["transfer_category"] = gr.Dropdown(list(CATEGORY_SLOTS), label="Attribute to take",
                                                                   elem_id="transfer-category")
                             transfer = gr.Button("Take it", elem_id="transfer")
 
@@ -156,18 +156,20 @@ def build(handlers: Handlers) -> gr.Blocks:
 
         for category in CATEGORY_SLOTS:
             on(ui[f"slider:{category}"].input, functools.partial(handlers.slide, category=category),
-               [session, ui[f"slider:{category}"], *view_inputs], ["view"], **live)
+               [session, ui[f"slider:{category}"], *view_inputs], ["view"], api_name=f"slide_{category}", **live)
             on(ui[f"dice:{category}"].click, functools.partial(handlers.randomize, category=category),
-               [session, *view_inputs], ["view"], **render_queue)
-        for control in view_inputs:
-            on(control.input, handlers.rerender, [session, *view_inputs], ["view"], **live)
+               [session, *view_inputs], ["view"], api_name=f"random_{category}", **render_queue)
+        for i, control in enumerate(view_inputs):
+            # One documented endpoint re-renders; the other controls' events are the same call.
+            on(control.input, handlers.rerender, [session, *view_inputs], ["view"], api_name="render",
+               api_visibility="public" if i == 0 else "private", **live)
         on(random_all.click, handlers.randomize, [session, *view_inputs], ["view"], api_name="random", **render_queue)
         on(reset.click, handlers.reset, [session, *view_inputs], ["view", *(f"slider:{c}" for c in CATEGORY_SLOTS)],
-           **render_queue)
+           api_name="reset", **render_queue)
 
         heavy = dict(concurrency_id="export", concurrency_limit=settings.run_concurrency)
         on(ui["clip_category"].change, handlers.clip_range, [session, ui["clip_category"]],
-           ["clip_start", "clip_end"], queue=False)
+           ["clip_start", "clip_end"], queue=False, api_visibility="private")
         on(build_clip.click, handlers.clip,
            [session, ui["clip_category"], ui["clip_start"], ui["clip_end"], ui["clip_frames"], clip_kind, *view_inputs],
            ["clip_gif", "clip_video", "clip_download"], api_name="clip", **heavy)
