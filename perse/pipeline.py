@@ -68,8 +68,26 @@ class RunState:
         atomic_write_json(self.path, self.done)
 
 
+def has_trained_avatar(run: Path) -> bool:
+    """Training writes avatar.ply only after its last step, beside the final checkpoint."""
+    from perse.avatar.avatar import CHECKPOINT, avatar_dir
+
+    return (avatar_dir(run) / CHECKPOINT).exists() and (avatar_dir(run) / "avatar.ply").exists()
+
+
+def _logged(events: Iterator[Progress], log: Path) -> Iterator[Progress]:
+    """Append every training event that carries a step to the log the report charts."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as handle:
+        for event in events:
+            if "step" in event.metrics:
+                handle.write(json.dumps({k: v for k, v in event.metrics.items()
+                                         if isinstance(v, (int, float))}) + "\n")
+                handle.flush()
+            yield event
+
+
 def _outputs_valid(stage: str, run: Path) -> bool:
-    from perse.avatar.model import has_trained_avatar
     from perse.export.run import exports_complete
 
     checks: dict[str, Callable[[Path], bool]] = {
@@ -88,7 +106,7 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
     from perse.avatar.train import train
     from perse.export.run import export_run
     from perse.ingest import ingest_to_run
-    from perse.metrics.report import write_report
+    from perse.metrics.report import train_log_path, write_report
     from perse.synth import run_synth
 
     photo, run_dir = Path(photo), Path(run_dir)
@@ -120,7 +138,8 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
 
     yield from stage("ingest", do_ingest)
     yield from stage("synth", lambda: run_synth(run_dir, config, cancel=cancel))
-    yield from stage("train", lambda: train(run_dir, config, cancel=cancel, resume=True))
+    yield from stage("train", lambda: _logged(train(run_dir, config, cancel=cancel, resume=True),
+                                                 train_log_path(run_dir)))
     yield from stage("export", lambda: export_run(run_dir, config, cancel=cancel))
     yield from stage("metrics", lambda: write_report(run_dir, config, cancel=cancel))
 

@@ -1,0 +1,86 @@
+"""The export stage of a run: what a user takes away from a trained avatar.
+
+<run>/renders/turntable.gif|.mp4     the source look, head turning and nodding
+<run>/renders/interp_<category>.gif  source -> every value of the category and back, one loop
+<run>/renders/samples.png            random looks drawn from the fitted prior
+<run>/avatar/avatar.ply              standard 3DGS file of the source look (written by training)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from perse.avatar.avatar import Avatar
+from perse.config import PipelineConfig
+from perse.dataset import read_dataset, save_png
+from perse.errors import DatasetError
+from perse.events import NEVER, CancelToken, Progress
+from perse.export.video import turntable_frames, write_video
+
+SAMPLES = 8
+
+
+def renders_dir(run: Path) -> Path:
+    return Path(run) / "renders"
+
+
+def expected_exports(run: Path, categories: list[str]) -> list[Path]:
+    folder = renders_dir(run)
+    return ([folder / "turntable.gif", folder / "turntable.mp4", folder / "samples.png"]
+            + [folder / f"interp_{name}.gif" for name in categories])
+
+
+def exports_complete(run: Path) -> bool:
+    try:
+        categories = read_dataset(run, check_files=False).category_names
+    except DatasetError:
+        return False
+    return all(path.exists() for path in expected_exports(run, categories))
+
+
+def value_path_frames(avatar: Avatar, category: str, steps_per_value: int, size: int | None = None) -> list[np.ndarray]:
+    """Renders walking a category's codes in order (source, value 1, ..., value n), `steps_per_value` each."""
+    values = avatar.categories[category]
+    frames = []
+    for a, b in zip(range(len(values) - 1), range(1, len(values))):
+        ts = np.linspace(0.0, 1.0, steps_per_value, endpoint=False)
+        frames += [avatar.render(avatar.interpolate(category, a, b, float(t)), size=size) for t in ts]
+    frames.append(avatar.render({category: len(values) - 1}, size=size))
+    return frames
+
+
+def sample_grid(avatar: Avatar, seed: int, size: int | None = None) -> np.ndarray:
+    from perse.synth.sheet import contact_sheet
+
+    tiles = [avatar.render(avatar.sample(seed=seed + i), size=size) for i in range(SAMPLES)]
+    return contact_sheet(tiles, [f"seed {seed + i}" for i in range(SAMPLES)], columns=SAMPLES // 2,
+                         tile=max(128, size or avatar.image_size))
+
+
+def export_run(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEVER) -> Iterator[Progress]:
+    run = Path(run_dir)
+    avatar = Avatar.load(run, device=config.resolved_device())
+    folder = renders_dir(run)
+    cfg = config.export
+    categories = list(avatar.categories)
+    total = 2 + len(categories)
+
+    yield Progress("export", 0.0, "rendering the turntable")
+    frames = turntable_frames(avatar, frames=cfg.turntable_frames)
+    write_video(folder / "turntable.mp4", frames, fps=cfg.fps)
+    gif = write_video(folder / "turntable.gif", frames, fps=cfg.fps)
+    yield Progress("export", 1 / total, "turntable written", clip=str(gif))
+
+    for done, category in enumerate(categories, start=2):
+        cancel.check()
+        steps = max(2, cfg.interp_frames // max(1, len(avatar.categories[category]) - 1))
+        frames = value_path_frames(avatar, category, steps)
+        gif = write_video(folder / f"interp_{category}.gif", frames + frames[-2:0:-1], fps=cfg.fps)
+        yield Progress("export", done / total, f"{category}: interpolation written", clip=str(gif))
+
+    cancel.check()
+    grid = folder / "samples.png"
+    save_png(grid, sample_grid(avatar, config.seed))
+    yield Progress("export", 1.0, "random samples written", image=str(grid))

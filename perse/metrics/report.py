@@ -1,0 +1,246 @@
+"""The metrics stage: PERSE's numbers for one run, in <run>/report.json and a readable <run>/report.html.
+
+- reconstruction: PSNR/SSIM on held-out frames (every `avatar.holdout_every`-th kept frame of each clip,
+  never trained on), rendered exactly as training renders (person composited on black), plus PSNR
+  inside the person matte alone, which the black background cannot inflate;
+- identity: similarity of source-look renders at several head turns to the ingested portrait, with
+  the embedded scorer (its same-person threshold reported beside it);
+- interpolation: PPL and PDV x100 along each category's value path (distance named in the result),
+  and the error against the dataset's 2D interpolation targets (exact ground truth with the
+  parametric editor; these targets were also training targets in stage 2, as in the paper);
+- disentanglement: fraction of pixels outside a category's (dilated) region that change when only
+  that category's code changes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from perse.avatar.avatar import Avatar
+from perse.avatar.losses import psnr, ssim
+from perse.avatar.render import render_batch
+from perse.avatar.train import load_frames
+from perse.config import PipelineConfig
+from perse.dataset import Dataset, atomic_write_json, read_dataset
+from perse.errors import PerseError
+from perse.events import NEVER, CancelToken, Progress
+from perse.export.run import renders_dir, value_path_frames
+from perse.metrics.disentangle import changed_outside
+from perse.metrics.paths import image_distance, path_metrics
+
+IDENTITY_YAWS = (-20.0, 0.0, 20.0)
+# Renders are soft at region borders; leaks are counted beyond this fraction of the image side.
+REGION_DILATION = 0.03
+PATH_STEPS = 8  # renders per pair of adjacent values along a category's path
+BATCH = 8
+
+
+def train_log_path(run: Path) -> Path:
+    return Path(run) / "avatar" / "train_log.jsonl"
+
+
+@torch.no_grad()
+def render_frames(avatar: Avatar, codes: torch.Tensor, expressions: torch.Tensor, viewmats: torch.Tensor,
+                  size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders on black, as training sees them: (F, H, W, 3) rgb and (F, H, W) alpha."""
+    K = torch.as_tensor(avatar.intrinsics, dtype=torch.float32, device=avatar.device)
+    rgbs, alphas = [], []
+    for start in range(0, len(codes), BATCH):
+        sl = slice(start, start + BATCH)
+        gaussians = avatar.model.decode(avatar.model.latent(codes[sl]), expressions[sl])
+        out = render_batch(gaussians, viewmats[sl], K, size, size)
+        rgbs.append(out.rgb.clamp(0, 1))
+        alphas.append(out.alpha)
+    return torch.cat(rgbs), torch.cat(alphas)
+
+
+def reconstruction(avatar: Avatar, dataset: Dataset, config: PipelineConfig) -> dict[str, Any]:
+    frames = load_frames(dataset, config.avatar.holdout_every, holdout=True, device=str(avatar.device))
+    if len(frames) == 0:
+        return {"frames": 0, "note": "no held-out frames (clips shorter than avatar.holdout_every)"}
+    alpha = frames.masks.float() / 255
+    target = frames.images.float() / 255 * alpha[..., None]
+    rgb, _ = render_frames(avatar, frames.codes, frames.expressions, frames.viewmats, dataset.meta.image_size)
+    person = (alpha > 0.5).float()[..., None]
+    return {
+        "frames": len(frames),
+        "psnr": psnr(rgb, target),
+        "ssim": float(ssim(rgb, target)),
+        "psnr_person": psnr(rgb, target, person),
+    }
+
+
+def identity(avatar: Avatar, run: Path, config: PipelineConfig) -> dict[str, Any]:
+    from perse.ingest.portrait import Portrait
+    from perse.synth.identity import make_scorer
+
+    portrait = Portrait.load(run)
+    scorer = make_scorer(config.synth.identity, config)
+    reference = scorer.embed(portrait.image, portrait.landmarks)
+    scores = {}
+    for yaw in IDENTITY_YAWS:
+        image = avatar.render(None, yaw=yaw, size=portrait.size)
+        try:
+            scores[f"yaw{yaw:+.0f}"] = scorer.similarity(reference, scorer.embed(image))
+        except PerseError as exc:  # no face found in the render: that is a result, not a crash
+            scores[f"yaw{yaw:+.0f}"] = None
+            scores.setdefault("notes", []).append(f"yaw {yaw:+.0f}: {exc}")
+    found = [v for k, v in scores.items() if k.startswith("yaw") and v is not None]
+    return {"backend": scorer.name, "threshold": scorer.threshold, "render_size": portrait.size,
+            "mean": float(np.mean(found)) if found else None, **scores}
+
+
+def region_of(dataset: Dataset, category: str, dilation_px: int) -> np.ndarray | None:
+    """Union of a category's interpolation-target masks, dilated; None if the category has no pairs."""
+    import cv2
+
+    masks = [dataset.pair_mask(p) for p in dataset.meta.pairs if p.category == category]
+    if not masks:
+        return None
+    region = (np.max(masks, axis=0) > 0).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation_px + 1, 2 * dilation_px + 1))
+    return cv2.dilate(region, kernel).astype(np.float32)
+
+
+def interpolation(avatar: Avatar, dataset: Dataset, cancel: CancelToken) -> dict[str, Any]:
+    distance, name, note = image_distance(avatar.device)
+    size = dataset.meta.image_size
+    dilation = max(1, round(REGION_DILATION * size))
+    per_category: dict[str, Any] = {}
+    for category in avatar.categories:
+        cancel.check()
+        frames = torch.as_tensor(np.stack(value_path_frames(avatar, category, PATH_STEPS)), device=avatar.device)
+        result: dict[str, Any] = path_metrics(frames, distance, name)
+        region = region_of(dataset, category, dilation)
+        if region is not None:
+            source = torch.as_tensor(avatar.render(None), device=avatar.device)
+            region_t = torch.as_tensor(region, device=avatar.device)
+            leaks = [changed_outside(source, torch.as_tensor(avatar.render({category: k}), device=avatar.device),
+                                     region_t) for k in range(1, len(avatar.categories[category]))]
+            result["changed_outside_region"] = float(np.mean(leaks))
+        per_category[category] = result
+    summary = {key: float(np.mean([r[key] for r in per_category.values() if key in r]))
+               for key in ("ppl", "pdv_x100", "changed_outside_region")
+               if any(key in r for r in per_category.values())}
+    return {"distance": name, "distance_note": note, "region_dilation_px": dilation, "mean": summary,
+            "categories": per_category, "targets": target_error(avatar, dataset)}
+
+
+@torch.no_grad()
+def target_error(avatar: Avatar, dataset: Dataset) -> dict[str, Any]:
+    """PSNR of blended-code renders against the dataset's 2D interpolation targets, inside their regions."""
+    pairs = dataset.meta.pairs
+    if not pairs:
+        return {"pairs": 0}
+    device = avatar.device
+    t = torch.tensor([p.t for p in pairs], device=device)[:, None]
+    codes_a = torch.as_tensor(np.stack([dataset.code_vector(dataset.clips[p.clip_a]) for p in pairs]), device=device)
+    codes_b = torch.as_tensor(np.stack([dataset.code_vector(dataset.clips[p.clip_b]) for p in pairs]), device=device)
+    latents = (1 - t) * avatar.model.latent(codes_a) + t * avatar.model.latent(codes_b)
+    K = torch.as_tensor(avatar.intrinsics, dtype=torch.float32, device=device)
+    size = dataset.meta.image_size
+    scores = []
+    for start in range(0, len(pairs), BATCH):
+        chunk = pairs[start:start + BATCH]
+        viewmats = torch.tensor(np.array([p.world_to_camera for p in chunk]), dtype=torch.float32, device=device)
+        expressions = torch.tensor(np.array([p.expression for p in chunk]), dtype=torch.float32, device=device)
+        out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size)
+        for i, pair in enumerate(chunk):
+            target = torch.as_tensor(dataset.pair_image(pair), device=device)
+            region = torch.as_tensor(dataset.pair_mask(pair), device=device)[..., None]
+            # Composited over the target, as the interpolation loss sees it.
+            composite = out.rgb[i].clamp(0, 1) + (1 - out.alpha[i][..., None]) * target
+            scores.append(psnr(composite, target, region))
+    return {"pairs": len(pairs), "psnr_in_region": float(np.mean(scores)),
+            "source": dataset.meta.extra.get("interp", "unknown")}
+
+
+def read_train_log(run: Path) -> list[dict[str, Any]]:
+    """Training events by step; a resumed run may repeat steps, the last record of a step wins."""
+    path = train_log_path(run)
+    if not path.exists():
+        return []
+    by_step = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_step[record["step"]] = record
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def evaluate(run: Path, config: PipelineConfig, cancel: CancelToken = NEVER) -> dict[str, Any]:
+    dataset = read_dataset(run)
+    avatar = Avatar.load(run, device=config.resolved_device())
+    report: dict[str, Any] = {"run": str(run), "preset": config.preset, "device": str(avatar.device),
+                              "image_size": dataset.meta.image_size,
+                              "gaussians": avatar.model.num_gaussians,
+                              "categories": avatar.categories}
+    report["reconstruction"] = reconstruction(avatar, dataset, config)
+    cancel.check()
+    report["identity"] = identity(avatar, run, config)
+    cancel.check()
+    report["interpolation"] = interpolation(avatar, dataset, cancel)
+    log = read_train_log(run)
+    if log:
+        report["training"] = {"steps": log[-1]["step"], "elapsed_s": log[-1].get("elapsed"),
+                              "final_psnr": log[-1].get("psnr")}
+    return report
+
+
+def write_report(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEVER) -> Iterator[Progress]:
+    run = Path(run_dir)
+    yield Progress("metrics", 0.0, "measuring held-out quality, identity, interpolation and disentanglement")
+    report = evaluate(run, config, cancel)
+    atomic_write_json(run / "report.json", report)
+    html = write_html(run, report)
+    rec, ident, interp = report["reconstruction"], report["identity"], report["interpolation"]["mean"]
+    summary = (f"held-out PSNR {rec.get('psnr', math.nan):.2f} dB, SSIM {rec.get('ssim', math.nan):.3f}; "
+               f"identity {ident['mean'] if ident['mean'] is not None else 'n/a'}; "
+               f"PPL {interp.get('ppl', math.nan):.3f} ({report['interpolation']['distance']})")
+    yield Progress("metrics", 1.0, summary, clip=str(html), metrics=report)
+
+
+def write_html(run: Path, report: dict[str, Any]) -> Path:
+    """A self-contained page: summary table, training curves and per-category charts, and the GIFs."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    figures = []
+    log = read_train_log(run)
+    if log:
+        keys = [k for k in ("total", "l1", "ssim", "alpha", "interp", "psnr") if any(k in r for r in log)]
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("losses", "training PSNR (dB)"))
+        for key in keys:
+            rows = [r for r in log if key in r]
+            fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r[key] for r in rows], name=key),
+                          row=1, col=2 if key == "psnr" else 1)
+        fig.update_yaxes(type="log", row=1, col=1)
+        fig.update_layout(height=360, margin=dict(t=40, b=30))
+        figures.append(fig)
+    categories = report["interpolation"]["categories"]
+    if categories:
+        names = list(categories)
+        fig = make_subplots(rows=1, cols=2, subplot_titles=(
+            f"PPL ({report['interpolation']['distance']})", "pixels changed outside the region"))
+        fig.add_trace(go.Bar(x=names, y=[categories[n]["ppl"] for n in names], name="PPL"), row=1, col=1)
+        fig.add_trace(go.Bar(x=names, y=[categories[n].get("changed_outside_region") for n in names],
+                             name="leak"), row=1, col=2)
+        fig.update_layout(height=320, showlegend=False, margin=dict(t=40, b=30))
+        figures.append(fig)
+    charts = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
+    rows = "".join(f"<tr><th>{section}</th><td><pre>{json.dumps(report[section], indent=1)}</pre></td></tr>"
+                   for section in ("reconstruction", "identity") if section in report)
+    gifs = "".join(f'<figure><img src="renders/{p.name}" width="256"><figcaption>{p.stem}</figcaption></figure>'
+                   for p in sorted(renders_dir(run).glob("*.gif")))
+    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>PERSE Studio report</title>"
+            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} figure{{display:inline-block}}"
+            f"pre{{margin:0}}</style></head><body><h1>PERSE Studio report: {run.name}</h1>"
+            f"<table>{rows}</table>{charts}<h2>Renders</h2>{gifs}</body></html>")
+    path = run / "report.html"
+    path.write_text(html)
+    return path
