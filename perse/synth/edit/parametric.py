@@ -124,10 +124,20 @@ def _fill_polygon(size: int, points: np.ndarray, supersample: int = 4) -> np.nda
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
+def _skin_likeness(ctx: _Context) -> np.ndarray:
+    """How much each pixel's colour resembles the face's skin (Lab distance): region masks drawn from
+    landmarks blur the hairline, so skin-coloured "hair" pixels are forehead and the reverse."""
+    lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
+    skin = _median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))
+    chroma = np.linalg.norm(lab[..., 1:] - skin[1:], axis=-1)
+    lightness = np.abs(lab[..., 0] - skin[0])
+    return (np.exp(-0.5 * (chroma / 8.0) ** 2) * np.exp(-0.5 * (lightness / 35.0) ** 2)).astype(np.float32)
+
+
 # --- kinds -------------------------------------------------------------------------------------------
 
 def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    mask = ctx.mask("hair")
+    mask = ctx.mask("hair") * (1 - _skin_likeness(ctx)) * (1 - ctx.mask("ears", "face_skin"))
     shading = _relative_shading(ctx.image, mask, gain=0.85)
     color = np.asarray(spec["color"], np.float32) * shading[..., None]
     color = color + float(spec["shine"]) * 0.35 * np.clip(shading - 1.2, 0.0, 1.0)[..., None]
@@ -135,7 +145,9 @@ def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
 
 
 def _tone(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    mask = ctx.mask("face_skin", "nose", "ears", "neck")
+    hair = ctx.mask("hair")
+    near_face = cv2.dilate(ctx.mask("face_skin"), np.ones((3, 3), np.uint8), iterations=max(1, int(0.12 * ctx.face.face_height)))
+    mask = np.maximum(ctx.mask("face_skin", "nose", "ears", "neck"), hair * near_face * _skin_likeness(ctx))
     median = np.maximum(_median_inside(ctx.image, ctx.mask("face_skin"), ctx.image.reshape(-1, 3).mean(0)), 0.03)
     gain = np.asarray(spec["color"], np.float32) / median.astype(np.float32)
     return Layer(np.clip(ctx.image * gain, 0, 1), mask)
@@ -206,7 +218,9 @@ def _brow_color(ctx: _Context) -> np.ndarray:
 
 def _beard(ctx: _Context, spec: dict[str, Any]) -> Layer:
     size, unit = ctx.size, ctx.face.face_height
-    area = ctx.mask("beard")
+    # Facial hair grows on the face: the beard mask may reach onto the neck or a collar.
+    oval = _fill_polygon(size, ctx.face.polygon(F.FACE_OVAL))
+    area = ctx.mask("beard") * cv2.dilate(oval, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * unit)))
     area = area * (1 - ctx.mask("lips", "mouth_interior"))
     xx, yy = ctx.grid()
     mouth_x = float(ctx.face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean())
@@ -234,12 +248,17 @@ def _beard(ctx: _Context, spec: dict[str, Any]) -> Layer:
     ragged = _value_noise(ctx.rng, size, max(4, size // 8))
     soft = cv2.GaussianBlur(area, (0, 0), max(0.7, 0.012 * unit))
     area = _smoothstep(0.25, 0.75, soft + (ragged - 0.5) * 0.35)
+    area = area * (1 - ctx.mask("lips", "mouth_interior"))
     length_px = float(spec["length"]) * unit
-    angle = np.pi / 2 + 0.5 * np.clip((xx - mouth_x) / (0.5 * ctx.face.face_width), -1, 1)
-    down = _strands(ctx.rng, size, float(spec["density"]), length_px, np.pi / 2)
-    slanted = [_strands(ctx.rng, size, float(spec["density"]), length_px, np.pi / 2 + s * 0.5) for s in (-1, 1)]
-    side = np.clip((angle - np.pi / 2) / 0.5, -1, 1)
-    strands = np.where(side < 0, -side * slanted[0] + (1 + side) * down, side * slanted[1] + (1 - side) * down)
+    # Hair falls down and outwards from the face's midline: each pixel takes the strand texture of the
+    # nearest of a few directions (blending directions would cross-hatch).
+    slant = np.clip((xx - mouth_x) / (0.5 * ctx.face.face_width), -1, 1) * 0.6
+    directions = np.linspace(-0.6, 0.6, 5)
+    nearest = np.argmin(np.abs(slant[..., None] - directions), axis=-1)
+    strands = np.zeros_like(xx)
+    for index, offset in enumerate(directions):
+        texture = _strands(ctx.rng, size, float(spec["density"]) * 0.6, length_px, np.pi / 2 - offset)
+        strands = np.where(nearest == index, texture, strands)
     fine = _strands(ctx.rng, size, 1.0, max(1.0, 0.4 * length_px), np.pi / 2)
     clumps = _value_noise(ctx.rng, size, max(6, size // 5))
     # Longer hair hides the skin: stubble is speckle, a full beard is a dense textured mass whose
