@@ -35,7 +35,7 @@ def dlib_scorer() -> IdentityScorer:
 def test_dlib_same_person_scores_clearly_above_different_people(dlib_scorer, photos):
     s = dlib_scorer
     assert isinstance(s, IdentityScorer)
-    emb = {name: s.embed(image) for name, image in photos.items()}  # landmarks=None: detected
+    emb = dict(zip(photos, s.embed_batch(list(photos.values()))))  # no landmarks: detected
     assert emb["obama"].shape == (128,)
     same = [s.similarity(emb["obama"], emb[k]) for k in ("obama_mirror", "obama_crop")]
     different = [s.similarity(emb["obama"], emb["biden"]), s.similarity(emb["obama"], emb["grace_hopper"]),
@@ -63,6 +63,35 @@ def test_dlib_uses_given_landmarks_and_batches(dlib_scorer, ingested):
     # Wrong landmarks (another face's) change the result: alignment really follows them.
     misaligned = dlib_scorer.embed(images[0], landmarks[1] * 0.5)
     assert dlib_scorer.similarity(misaligned, batch[0]) < 0.9
+
+
+def test_torch_network_reproduces_dlib(dlib_scorer, ingested):
+    import dlib
+
+    from perse.synth.identity.dlib import RECOGNITION_MODEL, model_dir
+
+    native = dlib.face_recognition_model_v1(str(model_dir() / RECOGNITION_MODEL))
+    portraits = [portrait for portrait, _ in ingested.values()]
+    chips = [dlib_scorer.chip(p.image, p.landmarks.astype(np.float64)) for p in portraits]
+    expected = np.array([np.array(v) for v in native.compute_face_descriptor(chips)])
+    ours = dlib_scorer.embed_batch([p.image for p in portraits], [p.landmarks for p in portraits])
+    assert np.abs(ours - expected).max() < 1e-4
+
+
+@pytest.mark.gpu
+def test_dlib_scorer_on_cuda_matches_cpu(ingested):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from perse.synth.identity.dlib import DlibScorer
+
+    portrait = ingested["obama"][0]
+    images, landmarks = [portrait.image] * 300, [portrait.landmarks] * 300
+    gpu = DlibScorer.shared("cuda").embed_batch(images, landmarks)
+    cpu = DlibScorer.shared("cpu").embed_batch(images[:1], landmarks[:1])
+    assert gpu.shape == (300, 128)
+    assert np.abs(gpu - cpu[0]).max() < 1e-3
 
 
 def test_scorers_report_unusable_input(dlib_scorer):

@@ -7,7 +7,7 @@ scoring hundreds of frames needs no detector; pass `landmarks=None` to have the 
 
 Backends, chosen by name (config.synth.identity):
 - "dlib": the face-recognition ResNet whose weights ship in the face-recognition-models package
-  (embedded default: offline, CPU).
+  (embedded default: offline; runs in torch, batched, on the GPU when config.device allows).
 - "insightface": an ArcFace ONNX model from a local path or the Hugging Face hub.
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def make_scorer(name: str, config: PipelineConfig | None = None) -> IdentityScor
     if name == "dlib":
         from perse.synth.identity.dlib import DlibScorer
 
-        return DlibScorer.shared()
+        return DlibScorer.shared(config.resolved_device())
     if name == "insightface":
         from perse.synth.identity.insightface import InsightFaceScorer
 
