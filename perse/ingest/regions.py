@@ -23,6 +23,7 @@ EXCLUSIVE = ("mouth_interior", "lips", "eyes", "brows", "face_skin", "ears", "ne
 
 # Geometry, in units of the face height h (brow to chin), measured on adult faces in the shared portraits.
 FOREHEAD_EXTEND = 1.45  # the mesh oval stops mid-forehead; skin above it up to this much further is forehead
+HAIRLINE_SMOOTHING = 0.06  # notches and spikes narrower than this are not part of a hairline
 EAR_OUTSET = 0.07  # ear centre outside the oval side point
 EAR_HALF_WIDTH = 0.11
 NECK_LENGTH = 0.75  # below the chin
@@ -83,6 +84,35 @@ def skin_score(image: np.ndarray, sample: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(score, (0, 0), 1.0)
 
 
+def _grow_upward(base: np.ndarray, candidate: np.ndarray, width_px: float) -> np.ndarray:
+    """Pixels of `candidate` reached by walking straight up from `base` without crossing a gap.
+
+    The forehead is skin from the mesh's top up to the hairline; walking up each column and stopping at
+    the first non-skin pixel finds that line, where a per-pixel test would also take skin-coloured
+    strands inside a fringe.
+    """
+    solid = cv2.medianBlur((np.maximum(base, candidate) > 0.5).astype(np.uint8), 5)
+    # Rows from the bottom up: a pixel stays only while every pixel below it (within this column,
+    # from the base upwards) is solid. Below the base nothing counts, so start each column at its base.
+    rows_up = solid[::-1].astype(bool)
+    started = np.maximum.accumulate(base[::-1] > 0.5, axis=0)
+    reached = (np.logical_and.accumulate(rows_up | ~started, axis=0) & started)[::-1].astype(np.uint8)
+    # A hairline is smooth: fill one-column notches (a wrinkle's shadow stopped the walk) and cut
+    # one-column spikes (a skin-coloured strand let it run on), both narrow next to the face.
+    kernel = np.ones((1, max(3, int(width_px) | 1)), np.uint8)
+    reached = cv2.morphologyEx(cv2.morphologyEx(reached, cv2.MORPH_CLOSE, kernel), cv2.MORPH_OPEN, kernel)
+    return np.minimum(reached.astype(np.float32), candidate + base)
+
+
+def _attached_to_head(hair: np.ndarray, brow_y: float) -> np.ndarray:
+    """Keep the hair mask's pieces that reach above the brows: hair grows from the scalp, so a separate
+    blob beside the shoulders (a collar, a helmet, a raised hand) is not hair."""
+    count, labels = cv2.connectedComponents((hair > 0.5).astype(np.uint8), connectivity=8)
+    top = max(0, int(brow_y))
+    keep = np.unique(labels[:top][labels[:top] > 0])
+    return hair * cv2.dilate(np.isin(labels, keep).astype(np.float32), np.ones((3, 3), np.uint8))
+
+
 def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """All REGIONS as soft (S, S) float32 masks, and the person matte made to include the face.
 
@@ -116,7 +146,8 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     stretched = out.face_oval.copy()
     above = stretched[:, 1] < eye_y
     stretched[above, 1] = eye_y - (eye_y - stretched[above, 1]) * FOREHEAD_EXTEND
-    forehead = np.clip(_fill([stretched], size) - oval, 0, 1) * skin * matte
+    band = np.clip(_fill([stretched], size) - oval, 0, 1)
+    forehead = _grow_upward(oval, band * skin * matte, HAIRLINE_SMOOTHING * h) * band
     face_skin = np.clip(oval + forehead - features, 0, 1)
 
     # Ears: beside the oval sides, from brow to nose base, where the person is skin-coloured.
@@ -148,7 +179,7 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     head_top = brow_y - HEAD_PRIOR_UP * h
     head = _ellipse(size, np.array([center_x, (head_top + collar_y) / 2]),
                     (HEAD_PRIOR_RX * face_width, (collar_y - head_top) / 2))
-    hair = matte * head * (1 - clothes_zone)
+    hair = _attached_to_head(matte * head * (1 - clothes_zone), brow_y)
 
     raw = {"mouth_interior": mouth, "lips": np.clip(lips_outer - mouth, 0, 1), "eyes": eyes, "brows": brows,
            "face_skin": face_skin, "ears": ears, "neck": neck, "clothes": clothes, "hair": hair}
@@ -157,6 +188,8 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     for name in EXCLUSIVE:
         masks[name] = np.minimum(raw[name], remaining)
         remaining = remaining - masks[name]
+    # Whatever of the person is left (a helmet, a raised hand, a bag strap) is body, not head: clothes.
+    masks["clothes"] += np.minimum(np.clip(matte - (1 - remaining), 0, 1), remaining)
 
     # Beard: the lower face below a line from the sideburns over the cheeks to under the nose, plus a
     # band under the jaw; never on the lips or the mouth.
