@@ -2,8 +2,8 @@
 
 Geometry (built once per portrait, shared by every clip):
 - Depth: inside the face hull, the mediapipe landmarks' z interpolated linearly over their
-  triangulation; elsewhere a head ellipsoid fitted to the face oval (front surface inside its outline,
-  the ellipsoid's centre depth beyond it: hair, ears, neck and clothes); the two blend over a band
+  triangulation; elsewhere a head ellipsoid fitted to the face oval (its front cap inside its outline,
+  flattened to a paraboloid; its centre depth beyond it: hair, ears, neck and clothes); the two blend over a band
   inside the hull so the surface has no step.
 - Every pixel (or block of `stride` x `stride` pixels) becomes one Gaussian on that surface, placed by
   unprojecting through the frontal camera so frame 0 sees it where the portrait shows it. Each is a
@@ -48,8 +48,6 @@ MIN_ALPHA = 0.02
 COLOR_FIT_ITERATIONS = 3
 FIT_STEP = 0.6
 
-RIGHT_LID_CREASE = (247, 30, 29, 27, 28, 56, 190)
-LEFT_LID_CREASE = (467, 260, 259, 257, 258, 286, 414)
 FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 108, 69, 337, 299)
 
 
@@ -115,9 +113,11 @@ def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.
     cy = float(xy[F.CHIN, 1]) - b
     c = 1.2 * a
     rr = ((xy[oval, 0] - cx) / a) ** 2 + ((xy[oval, 1] - cy) / b) ** 2
-    cz = float(np.median(z[oval] + c * np.sqrt(np.clip(1 - rr, 0, 1))))
+    # A paraboloid cap rather than a true ellipsoid: its slope stays finite at the outline, so turning
+    # the head stretches the splats there by a bounded factor instead of tearing them apart.
+    cz = float(np.median(z[oval] + c * np.clip(1 - rr, 0, 1)))
     r2 = ((uu - cx) / a) ** 2 + ((vv - cy) / b) ** 2
-    ellipsoid = cz - c * np.sqrt(np.clip(1 - r2, 0, 1))
+    ellipsoid = cz - c * np.clip(1 - r2, 0, 1)
     inside = cv2.distanceTransform(hull.astype(np.uint8), cv2.DIST_L2, 5)
     blend = np.clip(inside / max(0.08 * face.face_height, 1.0), 0, 1)
     blend = blend * blend * (3 - 2 * blend)
@@ -144,6 +144,33 @@ def _rbf_field(size: int, landmarks_xy: np.ndarray, moves: dict[int, np.ndarray]
     return cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
+def _blink_field(size: int, landmarks: np.ndarray, face: F.FaceFrame) -> np.ndarray:
+    """Closing both eyes: the upper-lid skin, a band as tall as the eye opening, slides down over the eye
+    and comes slightly forward (so it covers the eyeball); the skin above it stretches, fading out
+    towards the brow."""
+    xy = landmarks[:, :2]
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    uu, vv = np.meshgrid(coords, coords)
+    field = np.zeros((size, size, 3), np.float32)
+    for upper_ids, lower_ids in ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER), (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER)):
+        upper, lower = xy[list(upper_ids)], xy[list(lower_ids)]
+        corners = np.concatenate([upper[:, 0], lower[:, 0]])
+        order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+        top = np.interp(uu, upper[order_u, 0], upper[order_u, 1])
+        bottom = np.interp(uu, lower[order_l, 0], lower[order_l, 1])
+        inside = (uu > corners.min()) & (uu < corners.max())
+        # The eye opening fades to zero at the corners.
+        span = max(float(corners.max() - corners.min()), 1.0)
+        taper = np.clip(np.sin(np.pi * (uu - corners.min()) / span), 0, 1) ** 0.5
+        opening = np.clip(bottom - top, 0, None) * inside * taper
+        height = np.maximum(opening, 1.0)
+        above = top - vv  # > 0 above the lid line
+        weight = np.where(above < 0, 0.0, np.where(above <= height, 1.0, np.clip(1 - (above - height) / (2 * height), 0, 1)))
+        field[..., 1] += (weight * opening).astype(np.float32)
+        field[..., 2] -= (weight * 0.5 * opening).astype(np.float32)
+    return field
+
+
 def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame, angle: float) -> np.ndarray:
     """Jaw opening by `angle` radians: pixels below the lip seam rotate about the jaw hinge."""
     xy = landmarks[:, :2]
@@ -160,7 +187,10 @@ def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.F
     order = np.argsort(seam[:, 0])
     seam_y = np.interp(uu, seam[order, 0], seam[order, 1])
     within = (uu >= seam[:, 0].min()) & (uu <= seam[:, 0].max())
-    weight = np.where((within & (vv < seam_y)) | (vv < xy[F.SUBNASALE, 1]), 0.0, weight)
+    # The lips part along the seam (a real opening); beside the mouth the cheeks stretch smoothly.
+    weight = np.where(within & (vv < seam_y), 0.0, weight)
+    nose_y, corner_y = float(xy[F.SUBNASALE, 1]), float(seam[:, 1].min())
+    weight = weight * np.clip((vv - nose_y) / max(corner_y - nose_y, 1.0), 0, 1) ** 2
     # The hinge sits below the ears, about half a face width behind the face's centre line.
     hinge_y = float(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE], 1].mean())
     row, column = int(np.clip(hinge_y, 0, size - 1)), int(np.clip(face.center_x, 0, size - 1))
@@ -322,20 +352,11 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
         corners[index] = np.array([0.03 * (1 if xy[index, 0] > face.center_x else -1), -0.03, 0.0])
     fields_px[EXPRESSION_NAMES.index("smile")] = _rbf_field(size, xy, {k: v * unit for k, v in corners.items()},
                                                             0.05 * unit)
-    blink: dict[int, np.ndarray] = {}
-    for upper, lower, crease in ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER, RIGHT_LID_CREASE),
-                                 (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER, LEFT_LID_CREASE)):
-        for top, bottom in zip(upper, lower):
-            drop = xy[bottom] - xy[top]
-            blink[top] = np.array([drop[0], drop[1] * 0.95, -0.02 * unit])
-        mean_drop = np.mean([xy[bottom, 1] - xy[top, 1] for top, bottom in zip(upper, lower)])
-        for index in crease:
-            blink[index] = np.array([0.0, 0.6 * mean_drop, -0.01 * unit])
-    fields_px[EXPRESSION_NAMES.index("blink")] = _rbf_field(size, xy, blink, 0.02 * unit, work=min(size, 256))
-    raise_moves = {i: np.array([0.0, -0.05 * unit, 0.0]) for i in
+    fields_px[EXPRESSION_NAMES.index("blink")] = _blink_field(size, landmarks, face)
+    raise_moves = {i: np.array([0.0, -0.07 * unit, 0.0]) for i in
                    F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER + F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER}
     for index in FOREHEAD:
-        raise_moves[index] = np.array([0.0, -0.02 * unit, 0.0])
+        raise_moves[index] = np.array([0.0, -0.03 * unit, 0.0])
     fields_px[EXPRESSION_NAMES.index("brow_raise")] = _rbf_field(size, xy, raise_moves, 0.06 * unit)
 
     distance = cam.camera_distance(fov_deg)
