@@ -18,8 +18,10 @@ def test_events_land_in_the_right_places():
     view.update(Progress("train", 0.5, "step 10", image="/r/p.png", metrics={"step": 10, "l1": 0.2, "total": 0.3}))
     assert view.preview == "/r/p.png" and {"preview", "losses"} <= view.changed
     assert view.losses == [{"l1": 0.2, "total": 0.3, "step": 10.0}]
-    view.update(Progress("metrics", 1.0, "done", metrics={"psnr": 21.5}))
-    assert view.metrics == {"psnr": 21.5}
+    view.update(Progress("metrics", 0.0, "measuring"))
+    assert view.summary == ""
+    view.update(Progress("metrics", 1.0, "held-out PSNR 21.5 dB", metrics={"psnr": 21.5}))
+    assert view.summary == "held-out PSNR 21.5 dB"
 
 
 def test_overall_progress_grows_through_the_stages():

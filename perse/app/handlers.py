@@ -203,7 +203,7 @@ class Handlers:
         session.avatar, session.latent = info, latent
         elapsed = time.perf_counter() - start
         yield {"status": f"**Avatar ready** in {elapsed:.0f} s ({info.num_gaussians} Gaussians, "
-                         f"{len(info.categories)} editable categories). {_metrics_line(view.metrics)}",
+                         f"{len(info.categories)} editable categories). {view.summary}",
                "view": image, **self._studio_updates(info)}
 
     def _studio_updates(self, info: studio.AvatarInfo) -> dict[str, Any]:
@@ -301,7 +301,3 @@ class Handlers:
         return {"model3d": path,
                 "model3d_info": f"{count} Gaussians ({kept}), {_megabytes(path)}. Drag to orbit, scroll to zoom."}
 
-
-def _metrics_line(metrics: dict[str, Any]) -> str:
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return " · ".join(f"{k} {v:.3g}" for k, v in numbers.items())

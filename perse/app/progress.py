@@ -30,7 +30,7 @@ class RunView:
     gallery: list[tuple[str, str]] = field(default_factory=list)  # (image path, caption)
     losses: list[dict[str, float]] = field(default_factory=list)  # one row per logged training step
     preview: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)  # the metrics stage's final numbers
+    summary: str = ""  # the metrics stage's closing message (held-out quality, identity, smoothness)
     changed: set[str] = field(default_factory=set)  # which fields the last event touched
 
     def update(self, event: Progress) -> "RunView":
@@ -52,8 +52,8 @@ class RunView:
             if row:
                 self.losses.append(row)
                 self.changed.add("losses")
-        elif event.stage == "metrics" and event.metrics:
-            self.metrics.update(event.metrics)
+        elif event.stage == "metrics" and event.fraction >= 1.0:
+            self.summary = event.message
         return self
 
     @property

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import spaces
 import torch
+from PIL import Image
 
 from perse.avatar.avatar import Avatar
 from perse.config import PipelineConfig
@@ -34,8 +35,8 @@ from perse.synth.catalog import CATALOG
 RUN_SECONDS_BASE = 60
 RUN_SECONDS_PER_STEP = 0.02
 RUN_SECONDS_PER_CLIP = 1.0
-# Renders are shown at least this large: Gaussians trained at 64 px render smoothly at any size,
-# which looks far better than the browser upscaling a 64 px image.
+# Images are shown and exported at least this large. A small avatar is rendered at its training size
+# and upscaled in 2D: rendered directly at 4x, its Gaussians (fitted to 64 px) show as needle-like streaks.
 MIN_DISPLAY_SIZE = 256
 
 
@@ -88,8 +89,14 @@ class View:
     expression: dict[str, float] = field(default_factory=dict)
 
 
-def display_size(avatar: Avatar) -> int:
-    return avatar.image_size * max(1, math.ceil(MIN_DISPLAY_SIZE / avatar.image_size))
+def for_display(image: np.ndarray) -> np.ndarray:
+    """A float [0, 1] render -> uint8, upscaled (bicubic, integer factor) to at least MIN_DISPLAY_SIZE."""
+    image = to_uint8(image)
+    factor = math.ceil(MIN_DISPLAY_SIZE / image.shape[0])
+    if factor <= 1:
+        return image
+    size = (image.shape[1] * factor, image.shape[0] * factor)
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
 def slider_code(avatar: Avatar, category: str, position: float) -> torch.Tensor:
@@ -107,8 +114,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _render(avatar: Avatar, latent: torch.Tensor, view: View) -> np.ndarray:
-    return to_uint8(avatar.render(latent, yaw=view.yaw, pitch=view.pitch, expression=view.expression,
-                                  size=display_size(avatar)))
+    return for_display(avatar.render(latent, yaw=view.yaw, pitch=view.pitch, expression=view.expression))
 
 
 @dataclass(frozen=True)
@@ -195,9 +201,8 @@ def interpolation_clip(run_dir: str, latent: torch.Tensor, category: str, start:
     other categories as in `latent`."""
     avatar = AVATARS.get(run_dir)
     images = interpolation_frames(avatar, category, slider_code(avatar, category, start),
-                                  slider_code(avatar, category, end), frames=frames, base=latent,
-                                  yaw=view.yaw, size=display_size(avatar))
-    return str(write_video(out, images, fps=avatar.config.export.fps))
+                                  slider_code(avatar, category, end), frames=frames, base=latent, yaw=view.yaw)
+    return str(write_video(out, [for_display(image) for image in images], fps=avatar.config.export.fps))
 
 
 @spaces.GPU(duration=30)

@@ -10,8 +10,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 PORTRAITS = REPO / "assets"
 # What each end-to-end run trains: the tiny preset made cheaper still, so that a whole browser session
@@ -78,11 +76,3 @@ def stop(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
-
-
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory, request):
-    env = getattr(request.module, "SERVER_ENV", {})
-    server = launch(tmp_path_factory.mktemp("app"), **env)
-    yield server
-    stop(server)

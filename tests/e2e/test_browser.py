@@ -1,0 +1,122 @@
+"""A visitor's whole session in a real browser: Debian's Chromium driven by Playwright against app.py on
+127.0.0.1 (tiny preset, CPU). Upload a portrait, run, move a slider and see the avatar change, build and
+download a GIF, open the 3D view, close the tab and see the session folder go. Screenshots of each step
+are saved (path printed; PERSE_E2E_SCREENSHOTS picks the folder) for a person to look at.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from appserver import PORTRAITS
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                                                      "(apt-get install -y chromium; .ci/run does this)"),
+]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+RUN_TIMEOUT_MS = 150_000
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = Path(os.environ.get("PERSE_E2E_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+def _image_at(page, selector: str) -> np.ndarray:
+    """The pixels the page shows in an <img>, fetched through the page's own session."""
+    src = page.locator(selector).get_attribute("src")
+    response = page.request.get(src)
+    assert response.ok, f"{src}: HTTP {response.status}"
+    return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"), dtype=np.float32)
+
+
+def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    started = time.monotonic()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page = context.new_page()
+        page.goto(app_server.url)
+        expect(page.locator("#cpu-notice")).to_contain_text("tiny")
+
+        # Upload one of the shared portraits and keep two categories, to keep the CPU run short.
+        page.locator("#photo input[type=file]").set_input_files(str(PORTRAITS / "grace_hopper.jpg"))
+        expect(page.locator("#photo img")).to_be_visible(timeout=20_000)
+        for checkbox in page.locator("#categories label").all():
+            if checkbox.inner_text().strip() not in {"hair", "glasses"} and checkbox.locator("input").is_checked():
+                checkbox.click()
+        page.screenshot(path=shots / "01-uploaded.png", full_page=True)
+
+        page.locator("#run").click()
+        expect(page.locator("#ingest img")).to_be_visible(timeout=60_000)
+        expect(page.locator("#gallery img").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        page.screenshot(path=shots / "02-running.png", full_page=True)
+        assert len(app_server.sessions()) == 1, "one visitor, one work folder"
+
+        hair = page.locator("#slider-hair input[type=range]")
+        expect(hair).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        expect(page.locator("#status")).to_contain_text("Avatar ready")
+        expect(page.locator("#losses .js-plotly-plot")).to_be_visible()
+        expect(page.locator("#slider-lips")).to_be_hidden()  # not trained: no slider
+        page.screenshot(path=shots / "03-ready.png", full_page=True)
+
+        # Drag the hair slider to its last value (keyboard End = the far end of the track).
+        before_src = page.locator("#avatar-view img").get_attribute("src")
+        before = _image_at(page, "#avatar-view img")
+        hair.focus()
+        page.keyboard.press("End")
+        page.wait_for_function("old => document.querySelector('#avatar-view img')?.src !== old",
+                               arg=before_src, timeout=30_000)
+        after = _image_at(page, "#avatar-view img")
+        assert after.shape == before.shape
+        assert np.abs(after - before).mean() > 1.0, "moving the hair slider must change the rendered avatar"
+        page.locator("#studio").screenshot(path=shots / "04-slider-moved.png")
+
+        # Interpolation GIF: build, then download it through the browser.
+        page.locator("#build-clip").click()
+        download_button = page.locator("#clip-download")
+        expect(download_button).to_be_visible(timeout=60_000)
+        with page.expect_download(timeout=30_000) as download_info:
+            download_button.click()
+        gif = tmp_path / download_info.value.suggested_filename
+        download_info.value.save_as(gif)
+        assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a"), f"{gif.name} is not a GIF"
+        with Image.open(gif) as clip:
+            assert clip.n_frames > 2, "an interpolation clip, not a still"
+        page.locator("#studio").screenshot(path=shots / "05-gif.png")
+
+        # The 3D view: a capped standard 3DGS .ply in gr.Model3D, with its size stated.
+        page.get_by_role("tab", name="3D view").click()
+        page.locator("#show-3d").click()
+        expect(page.locator("#model3d-info")).to_contain_text("Gaussians", timeout=60_000)
+        expect(page.locator("#model3d canvas")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(2_000)  # let the splat viewer draw a few frames before the screenshot
+        page.locator("#studio").screenshot(path=shots / "06-3d-view.png")
+        assert "MB" in page.locator("#model3d-info").inner_text()
+
+        expect(page.locator("#status")).not_to_contain_text("Something went wrong")
+        page.close()
+        context.close()
+        browser.close()
+
+    # Closing the tab ends the session: its work folder is removed (page unload -> gradio heartbeat).
+    deadline = time.monotonic() + 30
+    while app_server.sessions() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert app_server.sessions() == [], f"session folders left after the tab closed: {app_server.sessions()}"
+    print(f"browser session took {time.monotonic() - started:.0f} s")
