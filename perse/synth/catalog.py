@@ -116,7 +116,7 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
         Value("brown fedora", "brown felt fedora hat",
               {"style": "fedora", "color": (0.36, 0.26, 0.17), "brim": 0.32, "low": 0.35, "height": 0.45}),
         Value("navy baseball cap", "navy blue baseball cap",
-              {"style": "cap", "color": (0.10, 0.14, 0.32), "brim": 0.08, "low": 0.45, "height": 0.36}),
+              {"style": "cap", "color": (0.10, 0.14, 0.32), "brim": 0.0, "low": 0.25, "height": 0.36}),
         Value("gray knit beanie", "gray wool beanie",
               {"style": "knit", "color": (0.55, 0.55, 0.56), "brim": 0.0, "low": 0.5, "height": 0.4}),
     )),

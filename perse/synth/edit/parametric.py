@@ -130,8 +130,10 @@ def _skin_likeness(ctx: _Context) -> np.ndarray:
     lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
     skin = _median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))
     chroma = np.linalg.norm(lab[..., 1:] - skin[1:], axis=-1)
-    lightness = np.abs(lab[..., 0] - skin[0])
-    return (np.exp(-0.5 * (chroma / 8.0) ** 2) * np.exp(-0.5 * (lightness / 35.0) ** 2)).astype(np.float32)
+    # Highlights on skin are brighter than its median; hair is darker. Only darker counts against.
+    lightness = np.clip(skin[0] - lab[..., 0], 0, None)
+    # Tight tolerances: light brown hair is close to skin in hue; only what truly matches counts.
+    return (np.exp(-0.5 * (chroma / 5.0) ** 2) * np.exp(-0.5 * (lightness / 15.0) ** 2)).astype(np.float32)
 
 
 # --- kinds -------------------------------------------------------------------------------------------
@@ -386,9 +388,9 @@ def _hat(ctx: _Context, spec: dict[str, Any]) -> Layer:
         hat_color = hat_color * (1 - front[..., None]) + brim_color * front[..., None]
         alpha = np.maximum(alpha, brim)
     elif style == "cap":
-        visor = _smoothstep(1.02, 0.98, ((xx - cx) / (0.8 * width)) ** 2 + ((yy - rim_y) / (0.2 * unit + brim_half)) ** 2)
+        visor = _smoothstep(1.02, 0.98, ((xx - cx) / (0.8 * width)) ** 2 + ((yy - rim_y) / (0.1 * unit + brim_half)) ** 2)
         visor = visor * _smoothstep(rim_y - 1, rim_y + 1, yy)
-        visor_color = color * (0.55 + 0.35 * _smoothstep(rim_y + 0.2 * unit, rim_y, yy))[..., None]
+        visor_color = color * (0.55 + 0.35 * _smoothstep(rim_y + 0.1 * unit, rim_y, yy))[..., None]
         hat_color = hat_color * (1 - visor[..., None]) + visor_color * visor[..., None]
         alpha = np.maximum(alpha, visor)
     # The hat shades the forehead just under its edge.
