@@ -82,9 +82,9 @@ def test_crop_is_level_centred_and_reproducible_from_the_recorded_transform(inge
         # Room for hair above the forehead and for the neck below the chin.
         assert xy[mesh.FOREHEAD_TOP, 1] > 0.2 * size and xy[mesh.CHIN, 1] < 0.8 * size, name
         photo = np.asarray(Image.open(shared_portraits[name]).convert("RGB"))
-        again = cv2.warpAffine(photo, portrait.crop_transform, (size, size), flags=cv2.INTER_AREA,
-                               borderMode=cv2.BORDER_REFLECT_101)
-        difference = np.abs(again.astype(float) - portrait.image.astype(float)).mean()
+        again = cv2.warpAffine(photo, portrait.crop_transform, (size, size), flags=cv2.INTER_AREA)
+        inside = cv2.warpAffine(np.ones(photo.shape[:2], np.float32), portrait.crop_transform, (size, size)) > 0.99
+        difference = np.abs(again[inside].astype(float) - portrait.image[inside].astype(float)).mean()
         assert difference < 6, f"{name}: crop differs from its recorded transform by {difference:.1f} levels"
 
 
@@ -161,15 +161,43 @@ def test_mirrored_photo_mirrors_the_pose(ingested, shared_portraits, ingest_conf
     assert abs(mirrored.extra["photo_roll_deg"] + original.extra["photo_roll_deg"]) < 1.5
 
 
-def test_rolled_photo_is_levelled(ingested, shared_portraits, ingest_config, tmp_path):
+@pytest.mark.parametrize("degrees", [20, 135, 180, 270])
+def test_rolled_or_upside_down_photo_is_levelled(degrees, ingested, shared_portraits, ingest_config, tmp_path):
+    """Tilted heads, and photos stored sideways or upside down without EXIF orientation."""
     original = ingested["biden2"][0]
     rolled_path = tmp_path / "rolled.png"
-    Image.open(shared_portraits["biden2"]).rotate(20, resample=Image.BICUBIC, expand=True,
+    Image.open(shared_portraits["biden2"]).rotate(degrees, resample=Image.BICUBIC, expand=True,
                                                    fillcolor=(128, 128, 128)).save(rolled_path)
     rolled = ingest(rolled_path, ingest_config)
-    # Image rotate() turns counter-clockwise, which lifts the image-right eye: the eye line angle drops by 20.
-    assert abs(rolled.extra["photo_roll_deg"] - (original.extra["photo_roll_deg"] - 20)) < 1.5
+    # Image rotate() turns counter-clockwise, which lifts the image-right eye: the eye line angle drops.
+    expected = (original.extra["photo_roll_deg"] - degrees + 180) % 360 - 180
+    error = (rolled.extra["photo_roll_deg"] - expected + 180) % 360 - 180
+    assert abs(error) < 2.0, (rolled.extra["photo_roll_deg"], expected)
     assert np.abs(rolled.landmarks[:, :2] - original.landmarks[:, :2]).mean() < 0.01 * original.size
+
+
+def test_tightly_framed_photo_is_padded_without_copies_of_the_face(shared_portraits, ingest_config, tmp_path):
+    photo = Image.open(shared_portraits["biden2"]).convert("RGB")
+    w, h = photo.size
+    tight = photo.crop((int(w * 0.3), int(h * 0.25), int(w * 0.75), int(h * 0.75)))
+    portrait = ingest(_save(tight, tmp_path / "tight.png"), ingest_config)
+    assert any("of the crop lies outside the photo" in w for w in portrait.warnings)
+    inside = cv2.warpAffine(np.ones((tight.height, tight.width), np.float32), portrait.crop_transform,
+                            (portrait.size,) * 2)
+    # Pixels clear of the photo's edge (the one-pixel antialiased border is partly photo).
+    outside = cv2.dilate(inside, np.ones((5, 5), np.uint8)) < 0.01
+    assert outside.mean() > 0.3
+    assert portrait.matte[outside].max() < 0.01
+    assert all(mask[outside].max() < 0.01 for mask in portrait.masks.values())
+    assert len(detect_faces(portrait.image)) == 1, "the padding must not repeat the face"
+
+
+def test_low_resolution_face_ingests_with_a_softness_warning(shared_portraits, tmp_path):
+    from perse.config import build_config
+
+    path = _save(Image.open(shared_portraits["biden2"]).convert("RGB").resize((200, 200)), tmp_path / "small.png")
+    portrait = ingest(path, build_config("fast", overrides={"ingest.size": 512}))
+    assert any("the crop enlarges it" in w for w in portrait.warnings)
 
 
 # --- formats and metadata that must work ---------------------------------------------------------------

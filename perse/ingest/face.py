@@ -21,6 +21,7 @@ DETECT_MAX_SIDE = 1024
 # detector inside the face mesh expects a face filling about half of its input.
 MESH_INPUT = 512
 MESH_BOX_SCALE = 2.0
+UPRIGHT_CHECK_SIZE = 200  # px; dlib's HOG detector finds faces from 80 px, and is fast at this size
 
 
 @dataclass
@@ -30,7 +31,7 @@ class FaceBox:
     width: float
     height: float
     score: float
-    eyes: np.ndarray  # (2, 2) eye centres in photo pixels, image-left first
+    eyes: np.ndarray  # (2, 2) centres of the person's right and left eye, in photo pixels
 
     @property
     def area(self) -> float:
@@ -70,20 +71,39 @@ def detect_faces(rgb: np.ndarray) -> list[FaceBox]:
     boxes = []
     for det in result.detections:
         rel = det.location_data.relative_bounding_box
-        # mediapipe keypoints 0 and 1 are the person's right and left eye; sort by x for image-left first.
+        # mediapipe keypoints 0 and 1 are the person's right and left eye: image-left and image-right in
+        # an upright photo, and kept in that order so the roll angle is right even for an upside-down face.
         eyes = np.array([[k.x * w, k.y * h] for k in det.location_data.relative_keypoints[:2]]) / scale
-        eyes = eyes[np.argsort(eyes[:, 0])]
         boxes.append(FaceBox(rel.xmin * w / scale, rel.ymin * h / scale, rel.width * w / scale,
                              rel.height * h / scale, float(det.score[0]), eyes))
     return sorted(boxes, key=lambda b: b.area, reverse=True)
 
 
-def mesh_landmarks(rgb: np.ndarray, box: FaceBox) -> np.ndarray | None:
-    """478 3D landmarks in photo pixels from a de-rolled close-up around `box`, or None if the mesh fails."""
+def _close_up(rgb: np.ndarray, box: FaceBox, angle_deg: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square close-up around the detected face, turned by `angle_deg`, and its photo-to-close-up affine."""
     side = MESH_BOX_SCALE * max(box.width, box.height)
-    to_crop = similarity_transform(box.center, eye_roll_deg(box.eyes), MESH_INPUT / side,
-                                   np.array([MESH_INPUT / 2, MESH_INPUT / 2]))
-    close_up = warp(rgb, to_crop, MESH_INPUT, cv2.BORDER_REPLICATE)
+    to_crop = similarity_transform(box.center, angle_deg, size / side, np.array([size / 2, size / 2]))
+    return warp(rgb, to_crop, size, cv2.BORDER_REPLICATE), to_crop
+
+
+def face_angle(rgb: np.ndarray, box: FaceBox) -> float:
+    """The in-plane angle that turns the face upright, from the detector's eye keypoints.
+
+    The keypoints give the eye line, which fixes the angle up to a half turn: on a face turned far from
+    upright (a sideways or upside-down photo without EXIF orientation) mediapipe's keypoints often swap
+    the eyes. dlib's frontal-face detector, which only fires on upright faces, settles the half turn.
+    """
+    angle = eye_roll_deg(box.eyes)
+    for candidate in (angle, angle + 180.0):
+        close_up, _ = _close_up(rgb, box, candidate, UPRIGHT_CHECK_SIZE)
+        if mesh.upright_face_found(close_up):
+            return candidate
+    return angle
+
+
+def mesh_landmarks(rgb: np.ndarray, box: FaceBox) -> np.ndarray | None:
+    """478 3D landmarks in photo pixels from an upright close-up around `box`, or None if the mesh fails."""
+    close_up, to_crop = _close_up(rgb, box, face_angle(rgb, box), MESH_INPUT)
     result = mesh.FACE_MESH.process(close_up)
     if not result.multi_face_landmarks:
         return None

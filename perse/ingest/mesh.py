@@ -185,3 +185,22 @@ FACE_DETECTORS = tuple(
 FACE_MESH = _Guarded(lambda: _solutions().face_mesh.FaceMesh(
     static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.5))
 SELFIE_SEGMENTATION = _Guarded(lambda: _solutions().selfie_segmentation.SelfieSegmentation(model_selection=0))
+
+
+class _UprightFaceDetector:
+    """dlib's HOG frontal-face detector: it fires on upright faces only, which is what we ask it."""
+
+    def __init__(self):
+        self._detector = None
+        self._lock = threading.Lock()
+
+    def __call__(self, rgb: np.ndarray) -> bool:
+        with self._lock:
+            if self._detector is None:
+                import dlib
+
+                self._detector = dlib.get_frontal_face_detector()
+            return len(self._detector(np.ascontiguousarray(rgb), 0)) > 0
+
+
+upright_face_found = _UprightFaceDetector()

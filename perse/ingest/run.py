@@ -17,6 +17,10 @@ from perse.ingest.load import Photo, load_photo
 from perse.ingest.portrait import Portrait
 from perse.ingest.regions import region_masks
 
+# Framing warnings: enlarging the photo more than this looks soft; more padding than this loses hair.
+MAX_UPSCALE = 2.0
+MAX_PADDED = 0.2
+PAD_BLUR = 1 / 32  # blur of the padding outside the photo, as a fraction of the crop size
 NO_FACE_ADVICE = ("use a photo where one face is clearly visible, roughly frontal, well lit and not covered "
                   "(sunglasses, masks and hands over the face prevent detection); if the face is small in the "
                   "photo, crop the photo around the head")
@@ -46,6 +50,20 @@ def find_face(photo: Photo, min_face_px: int) -> tuple[np.ndarray, float, list[s
     return landmarks, box.score, notes
 
 
+def padded_crop(rgb: np.ndarray, affine: np.ndarray, size: int, inside: np.ndarray) -> np.ndarray:
+    """The aligned crop; where it extends past the photo, the photo's edge colours, smoothly blurred.
+
+    Mirroring the photo would fill a tightly framed portrait's padding with copies of the face, which
+    the segmenter, editors and viewers would all take for faces; blurred edge colours read as background.
+    """
+    crop = warp(rgb, affine, size, cv2.BORDER_REPLICATE)
+    if inside.min() >= 1.0:
+        return crop
+    smooth = cv2.GaussianBlur(crop, (0, 0), size * PAD_BLUR)
+    blend = inside[:, :, None]
+    return np.clip(crop * blend + smooth * (1 - blend) + 0.5, 0, 255).astype(np.uint8)
+
+
 def person_matte(crop: np.ndarray, inside: np.ndarray, alpha: np.ndarray | None, feather_px: float) -> np.ndarray:
     """Feathered person alpha for the crop; the padding outside the photo is never person."""
     if alpha is not None:
@@ -59,18 +77,37 @@ def person_matte(crop: np.ndarray, inside: np.ndarray, alpha: np.ndarray | None,
     return np.clip(matte, 0, 1) * inside
 
 
+def framing_notes(affine: np.ndarray, inside: np.ndarray, face_px: float) -> list[str]:
+    """Warnings about photos that ingest but will give a worse avatar than the user may expect."""
+    notes = []
+    upscale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+    if upscale > MAX_UPSCALE:
+        notes.append(f"the face is small in this photo ({face_px:.0f} px from brow to chin): the crop enlarges it "
+                     f"{upscale:.1f}x and will look soft; a higher-resolution photo gives a sharper avatar")
+    padded = 1.0 - float(inside.mean())
+    if padded > MAX_PADDED:
+        notes.append(f"{padded:.0%} of the crop lies outside the photo (it is framed tightly around the face); "
+                     f"that part is filled with blurred edge colours and masked out, so hair and shoulders there "
+                     f"are missing: a photo showing the whole head and shoulders works better")
+    return notes
+
+
 def ingest(photo_path: str | Path, config: PipelineConfig) -> Portrait:
     cfg = config.ingest
     photo = load_photo(photo_path, cfg.max_megapixels, cfg.min_side)
     landmarks, score, notes = find_face(photo, cfg.min_face_px)
     affine, photo_roll = crop_transform(landmarks, cfg)
     size = cfg.size
-    crop = warp(photo.rgb, affine, size, cv2.BORDER_REFLECT_101)
     inside = inside_photo(affine, photo.size, size)
+    crop = padded_crop(photo.rgb, affine, size, inside)
     alpha = None if photo.alpha is None else warp(photo.alpha, affine, size, cv2.BORDER_CONSTANT)
     crop_landmarks = transform_landmarks(landmarks, affine)
     matte = person_matte(crop, inside, alpha, cfg.matte_feather_px)
     masks, matte = region_masks(crop, crop_landmarks, matte)
+    # The padding is never person, not even where the face oval runs past the photo's edge.
+    masks = {name: mask * inside for name, mask in masks.items()}
+    matte = matte * inside
+    notes += framing_notes(affine, inside, face_height(landmarks))
     pose = head_pose(crop_landmarks)
     return Portrait(
         image=crop,
