@@ -26,7 +26,7 @@ EXAMPLES = sorted(str(p) for p in ASSETS.iterdir() if p.suffix.lower() in {".png
 SESSION_TTL_S = 2 * 3600
 CSS = """
 #avatar-view img { image-rendering: auto; }
-.dice { max-width: 3.2em; min-width: 3.2em !important; }
+.dice { max-width: 6em; min-width: 6em !important; }
 """
 
 
@@ -85,7 +85,8 @@ def build(handlers: Handlers) -> gr.Blocks:
                 with gr.Row():
                     ui["ingest"] = gr.Image(label="Portrait as the pipeline sees it (landmarks, regions)",
                                             interactive=False, height=256, elem_id="ingest")
-                    ui["preview"] = gr.Image(label="Training preview (render | target)", interactive=False,
+                    ui["preview"] = gr.Image(label="Renders (training: render | target; then random samples)",
+                                             interactive=False,
                                              height=256, elem_id="preview")
                 ui["gallery"] = gr.Gallery(label="Synthesized attribute clips", columns=6, height=220,
                                            elem_id="gallery")
@@ -106,10 +107,10 @@ def build(handlers: Handlers) -> gr.Blocks:
                         with gr.Row(visible=False, equal_height=True) as ui[f"row:{category}"]:
                             ui[f"slider:{category}"] = gr.Slider(0, 1, value=0, step=0.01, label=category,
                                                                  elem_id=f"slider-{category}", scale=8)
-                            ui[f"dice:{category}"] = gr.Button("🎲", elem_classes="dice", scale=1,
+                            ui[f"dice:{category}"] = gr.Button("Random", elem_classes="dice", scale=1,
                                                                elem_id=f"dice-{category}")
                     with gr.Row():
-                        random_all = gr.Button("🎲 Random look", elem_id="random-all")
+                        random_all = gr.Button("Random look", elem_id="random-all")
                         reset = gr.Button("Reset to the photo", elem_id="reset")
             with gr.Tabs():
                 with gr.Tab("Interpolation clip", elem_id="tab-clip"):

@@ -15,7 +15,7 @@ PORTRAITS = REPO / "assets"
 # What each end-to-end run trains: the tiny preset made cheaper still, so that a whole browser session
 # (upload, run, sliders, GIF, 3D view) stays under 3 minutes on two CPU cores.
 E2E_OVERRIDES = os.environ.get(
-    "PERSE_E2E_OVERRIDES", "synth.values=2;synth.frames=4;avatar.steps=60;avatar.preview_every=20;"
+    "PERSE_E2E_OVERRIDES", "synth.values=2;synth.frames=4;avatar.steps=60;avatar.preview_every=20;avatar.holdout_every=4;"
                            "export.interp_frames=4;export.turntable_frames=4")
 
 

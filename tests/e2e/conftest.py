@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from appserver import launch, stop
@@ -9,3 +12,12 @@ def app_server(tmp_path_factory, request):
     server = launch(tmp_path_factory.mktemp("app"), **getattr(request.module, "SERVER_ENV", {}))
     yield server
     stop(server)
+
+
+@pytest.fixture
+def shots(tmp_path):
+    """Where a test saves images for a person to look at: PERSE_E2E_SCREENSHOTS, else the test's tmp dir."""
+    folder = Path(os.environ.get("PERSE_E2E_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nimages for review: {folder}")
+    return folder

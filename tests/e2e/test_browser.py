@@ -1,12 +1,11 @@
 """A visitor's whole session in a real browser: Debian's Chromium driven by Playwright against app.py on
 127.0.0.1 (tiny preset, CPU). Upload a portrait, run, move a slider and see the avatar change, build and
 download a GIF, open the 3D view, close the tab and see the session folder go. Screenshots of each step
-are saved (path printed; PERSE_E2E_SCREENSHOTS picks the folder) for a person to look at.
+are saved (folder printed; PERSE_E2E_SCREENSHOTS picks it) for a person to look at.
 """
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
@@ -25,14 +24,6 @@ pytestmark = [
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_MS = 150_000
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = Path(os.environ.get("PERSE_E2E_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
 
 
 def _image_at(page, selector: str) -> np.ndarray:
