@@ -58,6 +58,7 @@ class AvatarConfig:
     num_gaussians: int = 100_000
     latent_dim: int = 16  # per category
     decoder_width: int = 128
+    feature_dim: int = 16  # per-Gaussian decoder features (rank of the bilinear decoder)
     decoder_layers: int = 3
     pos_freqs: int = 6
     steps: int = 3000
@@ -67,6 +68,7 @@ class AvatarConfig:
     means_lr: float = 2e-4  # canonical positions (world units; the head is ~1 unit across)
     decoder_lr: float = 1e-3
     code_lr: float = 1e-2
+    lr_final: float = 0.1  # every learning rate decays exponentially to this fraction by the last step
     ssim_weight: float = 0.2
     alpha_weight: float = 0.1
     prior_weight: float = 1e-3

@@ -6,9 +6,9 @@ concatenation of one `latent_dim` sub-vector per category. Each category owns a 
 row 0 being the source (reference) look. A decoder maps (canonical position encoding, latent,
 expression) to per-Gaussian deltas of colour, opacity, scale, rotation and position.
 
-The decoder's first layer is split by input: the position part depends only on the Gaussian and the
-latent/expression part only on the frame, so a batch of B frames costs one (N, width) product plus a
-broadcast add, not a (B*N, input) product.
+The decoder is bilinear (see `Decoder`): per-Gaussian features times per-frame bases decoded from
+each category's code and the expression, which makes categories compose and keeps 100k-Gaussian
+batches cheap.
 """
 from __future__ import annotations
 
@@ -40,22 +40,45 @@ def inverse_sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 
 class Decoder(nn.Module):
-    def __init__(self, pos_dim: int, cond_dim: int, width: int, layers: int):
-        super().__init__()
-        self.pos_in = nn.Linear(pos_dim, width)
-        self.cond_in = nn.Linear(cond_dim, width, bias=False)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(layers - 1))
-        self.out = nn.Linear(width, sum(size for _, size in OUTPUTS))
-        # Zero output layer: an untrained decoder leaves the canonical Gaussians untouched.
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+    """Bilinear decoder: per-Gaussian features (N, F) times per-frame bases (B, F, outputs).
 
-    def forward(self, pos_features: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
-        """pos_features (N, P), cond (B, C) -> each output (B, N, size)."""
-        h = torch.relu(self.pos_in(pos_features)[None] + self.cond_in(cond)[:, None])
-        for layer in self.hidden:
-            h = torch.relu(layer(h))
-        return dict(zip([name for name, _ in OUTPUTS], self.out(h).split([size for _, size in OUTPUTS], dim=-1)))
+    Each category's code goes through its own MLP to a (F x outputs) basis; the bases of all categories
+    and a linear expression basis are summed. A Gaussian's deltas are its feature vector applied to that
+    sum. So (1) categories compose additively by construction (setting hair and glasses together adds
+    both effects), (2) a category only changes Gaussians whose features respond to its basis, which
+    training makes the category's region, and (3) per-frame work is a few tiny MLPs plus one
+    (B, N, F) x (F, outputs) product, cheap enough for 100k Gaussians in a millisecond.
+    """
+
+    def __init__(self, categories: int, latent_dim: int, expression_dim: int, feature_dim: int, width: int,
+                 layers: int):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.outputs = sum(size for _, size in OUTPUTS)
+        sizes = [latent_dim] + [width] * (layers - 1) + [feature_dim * self.outputs]
+        # One MLP per category, evaluated for all categories at once as batched matrix products.
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(categories, a, b) * math.sqrt(2.0 / a)) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(categories, 1, b)) for b in sizes[1:])
+        self.expression = nn.Linear(expression_dim, feature_dim * self.outputs, bias=False)
+        # Zero last layers: an untrained decoder leaves the canonical Gaussians untouched.
+        nn.init.zeros_(self.weights[-1])
+        nn.init.zeros_(self.expression.weight)
+
+    def bases(self, codes: torch.Tensor, expressions: torch.Tensor) -> torch.Tensor:
+        """codes (B, C, D), expressions (B, E) -> summed bases (B, F, outputs)."""
+        h = codes.transpose(0, 1)  # (C, B, D)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        total = h.sum(0) + self.expression(expressions)
+        return total.reshape(-1, self.feature_dim, self.outputs)
+
+    def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features (N, F), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
+        out = torch.einsum("nf,bfo->bno", features, self.bases(codes, expressions))
+        return dict(zip([name for name, _ in OUTPUTS], out.split([size for _, size in OUTPUTS], dim=-1)))
 
 
 class AvatarModel(nn.Module):
@@ -66,6 +89,9 @@ class AvatarModel(nn.Module):
         super().__init__()
         self.category_names = list(categories)
         self.latent_dim = config.latent_dim
+        # Codes are drawn around N(0, prior_std^2); the decoder sees them rescaled to unit variance so
+        # a code change moves its first layer as much as a position change does.
+        self.code_scale = 1.0 / config.prior_std
         self.pos_freqs = config.pos_freqs
         n = len(points)
         generator = torch.Generator().manual_seed(seed)
@@ -74,13 +100,16 @@ class AvatarModel(nn.Module):
         self.quats = nn.Parameter(torch.tensor([1.0, 0, 0, 0]).repeat(n, 1))
         self.opacity_logits = nn.Parameter(torch.full((n,), float(inverse_sigmoid(torch.tensor(0.5)))))
         self.color_logits = nn.Parameter(inverse_sigmoid(colors.float()))
+        # Per-Gaussian decoder features: a free vector plus a smooth function of canonical position
+        # (so neighbours, and Gaussians created by densification, start out alike).
+        self.features = nn.Parameter(torch.randn(n, config.feature_dim, generator=generator) * 0.1)
         self.codes = nn.ParameterList(
             nn.Parameter(torch.randn(count, config.latent_dim, generator=generator) * config.prior_std)
             for count in categories.values())
-        cond_dim = config.latent_dim * len(categories) + expression_dim
-        pos_dim = 3 + 6 * config.pos_freqs
         torch.manual_seed(seed)
-        self.decoder = Decoder(pos_dim, cond_dim, config.decoder_width, config.decoder_layers)
+        self.position_features = nn.Linear(3 + 6 * config.pos_freqs, config.feature_dim)
+        self.decoder = Decoder(len(categories), config.latent_dim, expression_dim, config.feature_dim,
+                               config.decoder_width, config.decoder_layers)
 
     @property
     def num_gaussians(self) -> int:
@@ -97,8 +126,9 @@ class AvatarModel(nn.Module):
 
     def decode(self, latents: torch.Tensor, expressions: torch.Tensor) -> Gaussians:
         """latents (B, latent_size), expressions (B, E) -> batched world Gaussians (B, N, ...)."""
-        pos = positional_encoding(self.means.detach(), self.pos_freqs)
-        deltas = self.decoder(pos, torch.cat([latents, expressions], dim=-1))
+        features = self.features + self.position_features(positional_encoding(self.means.detach(), self.pos_freqs))
+        codes = (latents * self.code_scale).reshape(latents.shape[0], len(self.category_names), self.latent_dim)
+        deltas = self.decoder(features, codes, expressions)
         return Gaussians(
             means=self.means + OFFSET_UNIT * deltas["offset"],
             quats=self.quats + deltas["rotation"],

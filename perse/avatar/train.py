@@ -184,7 +184,9 @@ def make_optimizer(model: AvatarModel, config) -> torch.optim.Optimizer:
     groups = [
         {"params": [model.means], "lr": config.means_lr},
         {"params": [model.log_scales, model.quats, model.opacity_logits, model.color_logits], "lr": config.lr},
-        {"params": list(model.decoder.parameters()), "lr": config.decoder_lr},
+        {"params": [model.features], "lr": config.lr},
+        {"params": list(model.decoder.parameters()) + list(model.position_features.parameters()),
+         "lr": config.decoder_lr},
         {"params": list(model.codes.parameters()), "lr": config.code_lr},
     ]
     fused = model.means.is_cuda
@@ -231,6 +233,7 @@ class Trainer:
         self.model = AvatarModel(self.avatar_config, counts, len(meta.expression_names), points, colors, scale,
                                  seed=config.seed).to(device)
         self.optimizer = make_optimizer(self.model, self.avatar_config)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.grad_accum = torch.zeros(self.model.num_gaussians, device=device)
         self.frame_schedule, self.pair_schedule = schedule(config, len(self.frames), len(self.pairs or []))
         self.frame_schedule = self.frame_schedule.to(device)
@@ -271,7 +274,7 @@ class Trainer:
                              f"({', '.join(changed) or 'seed'}); resume with the same config, or train without "
                              "--resume to start over")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])  # lrs included: they follow the decay
         self.grad_accum = state["grad_accum"].to(self.device)
         self.step_index = int(state["step"])
 
@@ -312,6 +315,9 @@ class Trainer:
             self.grad_accum += self.model.means.grad.norm(dim=-1)
         self.optimizer.step()
         self.step_index = i + 1
+        decay = cfg.lr_final ** (self.step_index / cfg.steps)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * decay
         if cfg.densify and self.step_index % cfg.densify_every == 0 and self.step_index < cfg.densify_until * cfg.steps:
             self.relocate()
         losses["total"] = loss
@@ -356,8 +362,9 @@ class Trainer:
             m.opacity_logits[dead] = halved
             m.quats[dead] = m.quats[parents]
             m.color_logits[dead] = m.color_logits[parents]
+            m.features[dead] = m.features[parents]
             touched = torch.cat([dead, parents])
-            for group in self.optimizer.param_groups[:2]:
+            for group in self.optimizer.param_groups[:3]:
                 for param in group["params"]:
                     state = self.optimizer.state.get(param, {})
                     for key in ("exp_avg", "exp_avg_sq"):
@@ -454,7 +461,7 @@ def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEV
             image = trainer.preview() if i % cfg.preview_every == 0 or i == cfg.steps else None
             if i % log_every == 0 or image is not None or i == cfg.steps:
                 metrics = {"step": i, "elapsed": time.perf_counter() - start, "psnr": psnr(*trainer.last_render)}
-                metrics.update({k: float(v) for k, v in losses.items()})
+                metrics.update({k: float(v.detach()) for k, v in losses.items()})
                 yield Progress("train", i / cfg.steps, f"step {i}/{cfg.steps} loss {metrics['total']:.4f}",
                                image=str(image) if image else None, metrics=metrics)
     trainer.save()

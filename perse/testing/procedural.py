@@ -111,10 +111,11 @@ def _shot(head: ProceduralHead, camera: Camera, codes, expression) -> tuple[np.n
 
 def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categories: tuple[str, ...] = tuple(LOOKS),
                              pair_ts: tuple[float, ...] = (1 / 4, 1 / 2, 3 / 4), n_gaussians: int = 1200,
-                             init_points: bool = False, seed: int = 0) -> Dataset:
+                             init_points: bool = False, expression_range: float = 1.0, seed: int = 0) -> Dataset:
     """Write <run>/dataset: a source clip and one clip per (category, code 1..2), plus exact pairs
     blending codes 1 and 2 of each category at the frontal view. With `init_points`, also writes the
-    scene's canonical points as `meta.extra["init_points"]`, as a lifted portrait would."""
+    scene's canonical points as `meta.extra["init_points"]`, as a lifted portrait would. Expressions
+    (jaw_open, smile) are drawn uniformly in [0, expression_range]."""
     head = ProceduralHead.build(n_gaussians, categories)
     K = intrinsics(size, FOV_DEG)
     extra = {}
@@ -132,7 +133,7 @@ def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categor
             # A sweep of yaw with alternating pitch covers the views the avatar must explain.
             yaw = -20 + 40 * index / max(frames - 1, 1)
             pitch = 8.0 * (1 if index % 2 else -1) * rng.uniform(0.3, 1.0)
-            expression = [float(rng.uniform(0, 1)), float(rng.uniform(0, 1)), 0.0, 0.0]
+            expression = [float(rng.uniform(0, expression_range)), float(rng.uniform(0, expression_range)), 0.0, 0.0]
             viewmat = head_pose_viewmat(FOV_DEG, yaw, pitch)
             codes = {} if category == SOURCE else {category: code}
             image, alpha = _shot(head, Camera(K, viewmat, size, size), codes, expression)
