@@ -424,3 +424,20 @@ def test_cli_ingests_and_reports_errors_without_traceback(shared_portraits, tmp_
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err
 
+
+
+def test_concurrent_ingests_match_sequential_ones(shared_portraits):
+    """The app ingests several users' photos at once: the shared mediapipe models must not mix them up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from perse.config import build_config
+
+    config = build_config("fast", overrides={"ingest.size": 128})
+    paths = [shared_portraits[name] for name in ("obama", "biden2", "grace_hopper", "astronaut")] * 2
+    sequential = [ingest(path, config) for path in paths[:4]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda path: ingest(path, config), paths))
+    for i, portrait in enumerate(concurrent):
+        expected = sequential[i % 4]
+        assert np.abs(portrait.landmarks - expected.landmarks).max() < 1e-3, paths[i].name
+        assert np.abs(portrait.matte - expected.matte).max() < 1e-3, paths[i].name
