@@ -441,3 +441,17 @@ def test_concurrent_ingests_match_sequential_ones(shared_portraits):
         expected = sequential[i % 4]
         assert np.abs(portrait.landmarks - expected.landmarks).max() < 1e-3, paths[i].name
         assert np.abs(portrait.matte - expected.matte).max() < 1e-3, paths[i].name
+
+
+def test_landmark_mapping_follows_the_pixels():
+    """Landmarks (pixel centres at +0.5) and OpenCV affines (centres at integers) must agree exactly."""
+    from perse.ingest.geometry import similarity_transform, transform_landmarks
+
+    image = np.zeros((64, 64), np.float32)
+    image[20, 37] = 1.0  # pixel (x=37, y=20): landmark coordinates (37.5, 20.5)
+    affine = similarity_transform(np.array([30.0, 30.0]), 25.0, 3.0, np.array([100.0, 90.0]))
+    warped = cv2.warpAffine(image, affine, (200, 200), flags=cv2.INTER_LINEAR)
+    ys, xs = np.mgrid[0:200, 0:200]
+    centroid = np.array([(xs * warped).sum(), (ys * warped).sum()]) / warped.sum() + 0.5
+    mapped = transform_landmarks(np.array([[37.5, 20.5, 0.0]]), affine)[0, :2]
+    assert np.abs(mapped - centroid).max() < 0.05

@@ -23,4 +23,5 @@ def crop_transform(landmarks: np.ndarray, config: IngestConfig) -> tuple[np.ndar
     center_derolled = np.array([sides[:, 0].mean(), brow[1] + config.crop_center_below_brow * height])
     center = cv2.invertAffineTransform(derolled) @ np.append(center_derolled, 1.0)
     size = config.size
-    return similarity_transform(center, roll, size / side, np.array([size / 2, size / 2])), roll
+    # The affine is OpenCV's, on pixel centres at integers: the landmark convention shifted by half a pixel.
+    return similarity_transform(center - 0.5, roll, size / side, np.full(2, size / 2 - 0.5)), roll

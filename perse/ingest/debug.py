@@ -30,13 +30,15 @@ def debug_image(portrait: Portrait) -> np.ndarray:
     points = portrait.image.copy()
     out = mesh.outlines(portrait.landmarks)
     polylines = [out.face_oval, out.lips_outer, out.lips_inner, out.nose, *out.eyes, *out.brows]
+    # OpenCV draws at pixel centres given as integers; landmarks put a pixel's centre at +0.5.
+    polylines = [p - 0.5 for p in polylines]
     cv2.polylines(points, [np.round(p).astype(np.int32) for p in polylines], True, (0, 255, 120), 1, cv2.LINE_AA)
     radius = max(1, size // 400)
-    for x, y, _ in portrait.landmarks[:mesh.IRIS_LEFT]:
-        cv2.circle(points, (round(float(x)), round(float(y))), radius, (255, 255, 0), -1, cv2.LINE_AA)
+    centres = np.round(portrait.landmarks[:, :2] - 0.5).astype(int)
+    for x, y in centres[:mesh.IRIS_LEFT]:
+        cv2.circle(points, (int(x), int(y)), radius, (255, 255, 0), -1, cv2.LINE_AA)
     for iris in (mesh.IRIS_LEFT, mesh.IRIS_RIGHT):
-        x, y = portrait.landmarks[iris, :2]
-        cv2.circle(points, (round(float(x)), round(float(y))), radius * 2, (255, 0, 0), -1, cv2.LINE_AA)
+        cv2.circle(points, tuple(int(v) for v in centres[iris]), radius * 2, (255, 0, 0), -1, cv2.LINE_AA)
     pose = portrait.head_pose
     _text(points, f"yaw {pose['yaw']:+.1f}  pitch {pose['pitch']:+.1f}  roll {pose['roll']:+.1f}",
           (8, round(28 * font * 1.6)), font)

@@ -7,7 +7,7 @@ whatever the photo's size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -42,14 +42,6 @@ class FaceBox:
         return np.array([self.x + self.width / 2, self.y + self.height / 2])
 
 
-@dataclass
-class Face:
-    box: FaceBox
-    landmarks: np.ndarray  # (478, 3) photo pixels; z in pixels, negative = nearer the camera
-    faces_found: int
-    warnings: list[str] = field(default_factory=list)
-
-
 def _downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     scale = min(1.0, max_side / max(rgb.shape[:2]))
     if scale == 1.0:
@@ -82,7 +74,8 @@ def detect_faces(rgb: np.ndarray) -> list[FaceBox]:
 def _close_up(rgb: np.ndarray, box: FaceBox, angle_deg: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A square close-up around the detected face, turned by `angle_deg`, and its photo-to-close-up affine."""
     side = MESH_BOX_SCALE * max(box.width, box.height)
-    to_crop = similarity_transform(box.center, angle_deg, size / side, np.array([size / 2, size / 2]))
+    # OpenCV's affine works on pixel centres at integers, half a pixel off mediapipe's box coordinates.
+    to_crop = similarity_transform(box.center - 0.5, angle_deg, size / side, np.full(2, size / 2 - 0.5))
     return warp(rgb, to_crop, size, cv2.BORDER_REPLICATE), to_crop
 
 

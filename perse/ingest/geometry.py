@@ -1,4 +1,10 @@
-"""Plane geometry shared by the ingest steps: similarity transforms, landmark mapping, resampling."""
+"""Plane geometry shared by the ingest steps: similarity transforms, landmark mapping, resampling.
+
+Two pixel conventions meet here. Landmarks use mediapipe's and perse.camera's: the image spans [0, W]
+and pixel i covers [i, i + 1], its centre at i + 0.5 (the intrinsics' principal point is size / 2).
+Affine matrices are OpenCV's (cv2.warpAffine reproduces the crop from the photo with them), which map
+pixel centres given as integers. `transform_landmarks` converts between the two.
+"""
 from __future__ import annotations
 
 import math
@@ -19,9 +25,9 @@ def similarity_transform(center: np.ndarray, angle_deg: float, scale: float, out
 
 
 def transform_landmarks(landmarks: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 similarity to (N, 3) landmarks; z scales with the transform like x and y."""
+    """Map (N, 3) landmarks through an OpenCV 2x3 similarity; z scales with it like x and y."""
     scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
-    xy = landmarks[:, :2] @ affine[:, :2].T + affine[:, 2]
+    xy = (landmarks[:, :2] - 0.5) @ affine[:, :2].T + affine[:, 2] + 0.5
     return np.concatenate([xy, landmarks[:, 2:3] * scale], axis=1).astype(np.float32)
 
 
@@ -50,7 +56,8 @@ def warp(image: np.ndarray, affine: np.ndarray, size: int, border: int) -> np.nd
             shrunk = cv2.resize(region, (max(2, round((x1 - x0) * factor)), max(2, round((y1 - y0) * factor))),
                                 interpolation=cv2.INTER_AREA)
             fx, fy = shrunk.shape[1] / (x1 - x0), shrunk.shape[0] / (y1 - y0)
-            to_region = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0]])
+            # Area resizing keeps pixel areas aligned: shrunk pixel q covers region pixels [q, q + 1] / f.
+            to_region = np.array([[1 / fx, 0, x0 + 0.5 / fx - 0.5], [0, 1 / fy, y0 + 0.5 / fy - 0.5]])
             affine = affine @ np.vstack([to_region, [0, 0, 1]])
             image = shrunk
     return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
@@ -59,11 +66,12 @@ def warp(image: np.ndarray, affine: np.ndarray, size: int, border: int) -> np.nd
 def inside_photo(affine: np.ndarray, photo_size: tuple[int, int], size: int) -> np.ndarray:
     """(size, size) float mask: 1 where the crop shows the photo, 0 in the padding, antialiased edge."""
     inverse = cv2.invertAffineTransform(affine)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     px = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
     py = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
     w, h = photo_size
-    # Distance to the nearest photo edge, in crop pixels, gives a one-pixel soft edge at any scale.
+    # Distance to the nearest photo edge (OpenCV's photo spans -0.5 .. w - 0.5), in crop pixels, gives a
+    # one-pixel soft edge at any scale.
     scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
-    inside = np.minimum.reduce([px, py, w - px, h - py]) * scale
+    inside = np.minimum.reduce([px + 0.5, py + 0.5, w - 0.5 - px, h - 0.5 - py]) * scale
     return np.clip(inside + 0.5, 0.0, 1.0)

@@ -83,7 +83,7 @@ class DlibScorer:
     def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The 150 px face chip dlib's network expects, aligned from our landmarks."""
         dlib = self._dlib
-        xy = landmarks[:, :2]
+        xy = landmarks[:, :2] - 0.5  # dlib puts pixel centres at integers; landmarks at +0.5
         (x0, y0), (x1, y1) = np.floor(xy.min(0)), np.ceil(xy.max(0))
         rect = dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
         points = [dlib.point(round(float(x)), round(float(y))) for x, y in xy[list(DLIB_FIVE_POINTS)]]

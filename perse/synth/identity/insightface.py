@@ -78,7 +78,8 @@ class InsightFaceScorer:
     def _aligned_bgr(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         from insightface.utils import face_align
 
-        five = landmarks[list(ARCFACE_FIVE_POINTS), :2].astype(np.float32)
+        # OpenCV (which norm_crop warps with) puts pixel centres at integers; landmarks at +0.5.
+        five = (landmarks[list(ARCFACE_FIVE_POINTS), :2] - 0.5).astype(np.float32)
         # insightface models were trained on OpenCV (BGR) images; get_feat swaps the channels back.
         return face_align.norm_crop(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), five, image_size=self.input_size)
 
