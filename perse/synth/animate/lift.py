@@ -3,8 +3,8 @@
 Geometry (built once per portrait, shared by every clip):
 - Depth: inside the face hull, the mediapipe landmarks' z interpolated linearly over their
   triangulation; elsewhere a head ellipsoid fitted to the face oval (its front cap inside its outline,
-  flattened to a paraboloid; its centre depth beyond it: hair, ears, neck and clothes); the two blend over a band
-  inside the hull so the surface has no step.
+  flattened to a paraboloid; its centre depth beyond it: hair, ears, neck and clothes); the two blend
+  over a band inside the hull so the surface has no step.
 - Every pixel (or block of `stride` x `stride` pixels) becomes one Gaussian on that surface, placed by
   unprojecting through the frontal camera so frame 0 sees it where the portrait shows it. Each is a
   surfel whose covariance spans the 3D distance to its grid neighbours, so turning the head stretches
@@ -42,6 +42,8 @@ from perse.synth.animate.motion import MotionScript
 SURFEL_SIGMA = 0.24
 # Longest splat axis, in frontal pixel spacings: a rubber sheet over depth steps, not a smear across the image.
 MAX_STRETCH = 6.0
+# World depth spread that breaks ties between neighbouring splats (far below a pixel, above float noise).
+TIE_BREAK = 1e-4
 # Splats below this matte value are not created (they would be invisible).
 MIN_ALPHA = 0.02
 # Residual iterations that sharpen colours against the frontal render.
@@ -110,7 +112,8 @@ def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.
     cx = float(xy[oval, 0].mean())
     a = 0.55 * face.face_width
     b = 0.68 * face.face_height
-    cy = float(xy[F.CHIN, 1]) - b
+    # The skull's centre sits well above the chin: the chin lies on the cap's front, not its rim.
+    cy = float(xy[F.CHIN, 1]) - 0.7 * b
     c = 1.2 * a
     rr = ((xy[oval, 0] - cx) / a) ** 2 + ((xy[oval, 1] - cy) / b) ** 2
     # A paraboloid cap rather than a true ellipsoid: its slope stays finite at the outline, so turning
@@ -314,6 +317,11 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
     uu, vv = np.meshgrid(centre, centre)
     # Block-average depth for strided grids so each splat sits on its block's mean surface.
     depth = depth_px.reshape(grid, stride, grid, stride).mean(axis=(1, 3))
+    # Splats on flat stretches (beyond the head's outline) would share one depth, and the renderer's
+    # depth sort may order ties differently on every call, so a frame would flicker wherever anything
+    # else moved. A sub-pixel depth pattern makes every neighbour's order fixed.
+    rows, cols = np.mgrid[0:grid, 0:grid]
+    depth = depth + TIE_BREAK * ((rows * 7 + cols * 13) % 17) / 17 * (size / 2)
     points = _pixels_to_world(uu.ravel(), vv.ravel(), depth.ravel(), size, fov_deg).reshape(grid, grid, 3)
 
     # Surfel frames from neighbour differences; the shorter one-sided difference avoids stretching
@@ -345,11 +353,20 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
     xy = landmarks[:, :2]
     fields_px = np.zeros((len(EXPRESSION_NAMES), size, size, 3), np.float32)
     fields_px[EXPRESSION_NAMES.index("jaw_open")] = _jaw_field(size, landmarks, depth_px, face, angle=0.22)
-    corners = {F.MOUTH_RIGHT: np.array([-0.045, -0.04, 0.0]), F.MOUTH_LEFT: np.array([0.045, -0.04, 0.0])}
+    # Smile: the whole mouth widens and its corners rise (more the further from the centre), the
+    # cheeks lift a little.
+    mouth_x = xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean()
+    mouth_y = xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT, 13, 14], 1].mean()
+    half = max(0.5 * abs(xy[F.MOUTH_LEFT, 0] - xy[F.MOUTH_RIGHT, 0]), 1.0)
+    corners = {}
+    for index in range(len(xy)):
+        u = (xy[index, 0] - mouth_x) / half
+        reach = 1 - (u / 1.6) ** 2 - ((xy[index, 1] - mouth_y) / (0.9 * half)) ** 2
+        if reach > 0:
+            u = np.clip(u, -1, 1)
+            corners[index] = np.array([0.045 * u, -0.04 * u * u, 0.0]) * min(1.0, 2 * reach)
     for index, sign in ((205, -1), (425, 1), (50, -1), (280, 1), (187, -1), (411, 1)):
         corners[index] = np.array([0.01 * sign, -0.025, -0.005])
-    for index in (78, 62, 76, 306, 292, 308):
-        corners[index] = np.array([0.03 * (1 if xy[index, 0] > face.center_x else -1), -0.03, 0.0])
     fields_px[EXPRESSION_NAMES.index("smile")] = _rbf_field(size, xy, {k: v * unit for k, v in corners.items()},
                                                             0.05 * unit)
     fields_px[EXPRESSION_NAMES.index("blink")] = _blink_field(size, landmarks, face)

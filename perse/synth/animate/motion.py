@@ -19,7 +19,7 @@ from perse.dataset import EXPRESSION_NAMES
 BUMPS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "jaw_open": ((0.18, 0.12, 1.0), (0.64, 0.10, 0.6)),
     "smile": ((0.38, 0.12, 1.0), (0.64, 0.10, 0.8)),
-    "blink": ((0.50, 0.045, 1.0), (0.90, 0.04, 1.0)),
+    "blink": ((0.50, 0.07, 1.0), (0.90, 0.07, 1.0)),
     "brow_raise": ((0.80, 0.10, 1.0), (0.18, 0.10, 0.6)),
 }
 

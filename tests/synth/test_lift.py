@@ -1,0 +1,127 @@
+"""The embedded animator: the frontal neutral frame is the portrait, head turns go the right way,
+expressions move the right parts, and frames record exactly the camera and expression they show."""
+import numpy as np
+import pytest
+
+from perse.camera import head_pose_viewmat
+from perse.dataset import EXPRESSION_NAMES
+from perse.synth import face as F
+from perse.synth.animate.lift import LiftAnimator
+from perse.synth.animate.motion import MotionScript, motion_script
+from perse.synth.run import resize_portrait
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def lifted(ingested):
+    out = {}
+    for name in ("obama", "astronaut"):
+        portrait = resize_portrait(ingested[name][0], SIZE)
+        out[name] = (portrait, LiftAnimator(portrait))
+    return out
+
+
+def _script(animator, yaw=(0.0,), pitch=None, expressions=None):
+    yaw = np.asarray(yaw, float)
+    pitch = np.zeros_like(yaw) if pitch is None else np.asarray(pitch, float)
+    expressions = np.zeros((len(yaw), len(EXPRESSION_NAMES))) if expressions is None else np.asarray(expressions, float)
+    return MotionScript(yaw, pitch, expressions, animator.pivot, animator.fov_deg)
+
+
+@pytest.mark.parametrize("name", ["obama", "astronaut"])
+def test_frontal_neutral_frame_reproduces_the_portrait(lifted, name):
+    portrait, animator = lifted[name]
+    image = portrait.image.astype(np.float32) / 255
+    clip = animator.animate(image, portrait.matte, _script(animator))
+    target = image * portrait.matte[..., None] + (1 - portrait.matte[..., None]) * np.asarray(animator.background)
+    face = (portrait.masks["face_skin"] > 0.5) & (portrait.matte > 0.95)
+    psnr = 10 * np.log10(1 / np.mean((clip.images[0] - target)[face] ** 2))
+    assert psnr >= 30, f"frontal frame PSNR inside the face is {psnr:.1f} dB"
+    # Alpha is the matte: solid on the face, empty far from the person.
+    assert clip.alphas[0][face].min() > 0.9
+    assert clip.alphas[0][portrait.matte < 0.01].max() < 0.5
+
+
+def test_yaw_moves_the_nose_the_way_the_camera_convention_says(lifted):
+    portrait, animator = lifted["obama"]
+    image = portrait.image.astype(np.float32) / 255
+    nose = F.FaceFrame(portrait.landmarks.astype(float)).xy[F.NOSE_TIP]
+    marked = image.copy()
+    column, row = int(nose[0]), int(nose[1])
+    marked[row - 1:row + 2, column - 1:column + 2] = (0.0, 1.0, 0.0)  # a green dot on the nose tip
+    clip = animator.animate(marked, portrait.matte, _script(animator, yaw=(0.0, 25.0, -25.0)))
+
+    def green_x(frame):
+        rgb = clip.images[frame]
+        spot = (rgb[..., 1] > 0.6) & (rgb[..., 0] < 0.4) & (rgb[..., 2] < 0.4)
+        assert spot.any(), f"the nose marker vanished in frame {frame}"
+        return np.nonzero(spot)[1].mean()
+
+    frontal, left, right = green_x(0), green_x(1), green_x(2)
+    assert left < frontal - 1.5, "positive yaw must move the nose to the image's left"
+    assert right > frontal + 1.5
+    # The landmarks the animator reports for the identity filter land where the image shows them.
+    assert abs(clip.landmarks[1][F.NOSE_TIP, 0] - (left + 0.5)) < 1.5
+    assert abs(clip.landmarks[2][F.NOSE_TIP, 0] - (right + 0.5)) < 1.5
+
+
+def test_expressions_move_the_right_parts(lifted):
+    portrait, animator = lifted["astronaut"]
+    image = portrait.image.astype(np.float32) / 255
+    face = F.FaceFrame(portrait.landmarks.astype(float))
+    eye_y = 0.5 * (face.eye_center("right")[1] + face.eye_center("left")[1])
+    mouth_y = face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 1].mean()
+    expressions = np.eye(len(EXPRESSION_NAMES))
+    clip = animator.animate(image, portrait.matte, _script(animator, yaw=[0.0] * 5,
+                                                           expressions=np.vstack([np.zeros(4), expressions])))
+    rows = np.arange(SIZE)[:, None] + np.zeros((1, SIZE))
+    for k, name in enumerate(EXPRESSION_NAMES, start=1):
+        change = np.abs(clip.images[k] - clip.images[0]).sum(-1)
+        assert change.sum() > 1.0, f"{name} changes nothing"
+        if name == "jaw_open":
+            share = change[rows > face.xy[F.SUBNASALE, 1]].sum() / change.sum()
+        elif name == "blink":
+            share = change[np.abs(rows - eye_y) < 0.12 * face.face_height].sum() / change.sum()
+        elif name == "brow_raise":
+            share = change[rows < eye_y].sum() / change.sum()
+        else:  # smile
+            share = change[np.abs(rows - mouth_y) < 0.2 * face.face_height].sum() / change.sum()
+        assert share > 0.8, f"{name}: only {share:.0%} of the change is where it belongs"
+    jaw = animator.geometry.landmark_fields[EXPRESSION_NAMES.index("jaw_open")]
+    assert jaw[F.CHIN, 1] > 0 and abs(jaw[F.FOREHEAD_TOP]).max() == 0
+
+
+def test_frames_record_the_exact_camera_and_expression(lifted):
+    portrait, animator = lifted["obama"]
+    script = motion_script(6, portrait.fov_deg, animator.pivot)
+    clip = animator.animate(portrait.image.astype(np.float32) / 255, portrait.matte, script)
+    assert clip.images.shape == (6, SIZE, SIZE, 3) and clip.alphas.shape == (6, SIZE, SIZE)
+    for i in range(6):
+        expected = head_pose_viewmat(portrait.fov_deg, script.yaw[i], script.pitch[i], 0.0, animator.pivot)
+        np.testing.assert_allclose(clip.viewmats[i], expected)
+    np.testing.assert_allclose(clip.expressions, script.expressions)
+
+
+def test_motion_script_is_smooth_covers_the_range_and_starts_frontal_neutral():
+    script = motion_script(32, 14.0, np.array([0.0, 0.0, 0.35]))
+    assert script.yaw[0] == 0 and script.pitch[0] == 0 and not script.expressions[0].any()
+    assert script.yaw.max() == pytest.approx(30) and script.yaw.min() == pytest.approx(-30)
+    assert np.abs(script.pitch).max() <= 15 + 1e-9 and np.abs(script.pitch).max() > 14
+    assert np.abs(np.diff(script.yaw)).max() < 7 and np.abs(np.diff(script.pitch)).max() < 7
+    assert np.abs(np.diff(script.expressions, axis=0)).max() < 0.75
+    assert (script.expressions.max(axis=0) > 0.9).all(), "every expression reaches full strength"
+    assert ((script.expressions > 0.3).sum(axis=1) >= 2).any(), "expressions also appear mixed"
+    with pytest.raises(ValueError):
+        motion_script(0, 14.0, np.zeros(3))
+
+
+def test_a_hat_grows_the_rendered_silhouette(lifted):
+    from perse.synth.catalog import CATALOG
+    from perse.synth.edit.parametric import ParametricEditor
+
+    portrait, animator = lifted["obama"]
+    hat = ParametricEditor().edit(portrait, CATALOG["hat"], CATALOG["hat"].value("brown fedora"))
+    clip = animator.animate(hat.image, hat.matte, _script(animator))
+    grown = (hat.matte > 0.9) & (portrait.matte < 0.1)
+    assert grown.any() and clip.alphas[0][grown].mean() > 0.8
