@@ -35,7 +35,8 @@ REGIONS = (
 class Portrait:
     image: np.ndarray  # (S, S, 3) uint8 RGB
     # (478, 3) float32 mediapipe face mesh with iris, in crop pixels; z in pixels, negative = nearer
-    # the camera (mediapipe's convention, scaled by the crop width).
+    # the camera (mediapipe's convention, scaled by the crop width). Pixel i spans [i, i + 1], its centre
+    # at i + 0.5, as in perse.camera's intrinsics (subtract 0.5 before drawing with OpenCV).
     landmarks: np.ndarray
     matte: np.ndarray  # (S, S) float32 in [0, 1]
     masks: dict[str, np.ndarray]  # region name -> (S, S) float32 in [0, 1]

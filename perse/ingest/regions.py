@@ -26,12 +26,14 @@ FOREHEAD_EXTEND = 1.45  # the mesh oval stops mid-forehead; skin above it up to 
 HAIRLINE_SMOOTHING = 0.06  # notches and spikes narrower than this are not part of a hairline
 EAR_OUTSET = 0.07  # ear centre outside the oval side point
 EAR_HALF_WIDTH = 0.11
+EAR_HEIGHT_SCALE = 1.1  # ears run a little past the brow-to-nose-base span
 NECK_LENGTH = 0.75  # below the chin
 NECK_TAPER = 0.8  # neck width relative to the jaw width at its bottom
 COLLAR_BELOW_CHIN = 0.3  # beside the neck, the person below this line is clothes (shoulders)
 BEARD_UNDER_JAW = 0.12  # beards grow this far below the jaw line
 HEAD_PRIOR_RX = 1.15  # hair can extend this many face widths from the face centre...
 HEAD_PRIOR_UP = 1.25  # ...and this many face heights above the brow
+SKIN_SAMPLE_MARGIN = 0.08  # skin is sampled this far inside the oval and away from eyes, brows, lips, nose
 # Skin colour: Mahalanobis distance (robust per-channel statistics in Lab) mapped to [0, 1]; lightness
 # varies with shading much more than hue, so it gets a wider tolerance. Floors keep a very uniform cheek
 # sample from producing an over-strict model.
@@ -107,7 +109,7 @@ def _grow_upward(base: np.ndarray, candidate: np.ndarray, width_px: float) -> np
 def _attached_to_head(hair: np.ndarray, brow_y: float) -> np.ndarray:
     """Keep the hair mask's pieces that reach above the brows: hair grows from the scalp, so a separate
     blob beside the shoulders (a collar, a helmet, a raised hand) is not hair."""
-    count, labels = cv2.connectedComponents((hair > 0.5).astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents((hair > 0.5).astype(np.uint8), connectivity=8)
     top = max(0, int(brow_y))
     keep = np.unique(labels[:top][labels[:top] > 0])
     return hair * cv2.dilate(np.isin(labels, keep).astype(np.float32), np.ones((3, 3), np.uint8))
@@ -138,7 +140,7 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     features = np.clip(eyes + brows + lips_outer, 0, 1)
 
     # Cheeks, chin and forehead inside the oval, away from every feature: the person's skin colour.
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(h * 0.08)) | 1,) * 2)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(h * SKIN_SAMPLE_MARGIN)) | 1,) * 2)
     sample = cv2.erode(oval, kernel) * (1 - cv2.dilate(features, kernel)) * (1 - cv2.dilate(nose, kernel))
     skin = skin_score(image, sample)
 
@@ -155,7 +157,7 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     ears = np.zeros_like(oval)
     for side, outward in ((mesh.SIDE_LEFT, -1.0), (mesh.SIDE_RIGHT, 1.0)):
         center = np.array([xy[side, 0] + outward * EAR_OUTSET * h, (top + bottom) / 2])
-        ears = np.maximum(ears, _ellipse(size, center, (EAR_HALF_WIDTH * h, (bottom - top) / 2 * 1.1)))
+        ears = np.maximum(ears, _ellipse(size, center, (EAR_HALF_WIDTH * h, (bottom - top) / 2 * EAR_HEIGHT_SCALE)))
     ears = ears * (1 - oval) * matte * skin
 
     # Neck: under the jaw (the oval below the mouth), tapering down, where skin-coloured.
