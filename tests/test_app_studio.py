@@ -15,15 +15,10 @@ from perse.testing.procedural import write_procedural_dataset
 def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("avatar-run")
     write_procedural_dataset(run, size=32, frames=2, n_gaussians=300)
-    config = build_config("tiny", overrides=["device=cpu", "avatar.steps=4", "avatar.num_gaussians=300"])
+    # A dozen steps: enough for the hair codes to render visibly apart (what these wiring tests need).
+    config = build_config("tiny", overrides=["device=cpu", "avatar.steps=12", "avatar.num_gaussians=300"])
     for _ in train(run, config):
         pass
-    # Four steps barely move a zero-initialised decoder, so every code would render alike. These tests
-    # check the app's wiring, not training: give the cached avatar a random output layer, so that each
-    # code, pose and expression visibly changes the render.
-    avatar = studio.AVATARS.get(run)
-    with torch.no_grad():
-        torch.nn.init.normal_(avatar.model.decoder.out.weight, std=0.3, generator=torch.Generator().manual_seed(0))
     return str(run)
 
 
@@ -91,10 +86,18 @@ def test_interpolation_gif_loops_between_two_positions(run_dir, opened, tmp_path
     assert frames.shape[0] == 2 * 5 - 2 and frames.shape[1:3] == (256, 256)
     _, first = studio.edit(run_dir, latent, studio.View(), "slider", "hair", 0.5)
     _, last = studio.edit(run_dir, latent, studio.View(), "slider", "hair", 2.0)
-    # GIF palettes shift colours by a few levels; the frames must still be these renders.
-    assert np.abs(first - last).mean() > 3 * np.abs(frames[0] - first).mean()
-    assert np.abs(frames[0] - first).mean() < 3 and np.abs(frames[4] - last).mean() < 3
+    # GIF palettes shift colours a little; each end frame must still be nearer its own render.
+    distance = lambda a, b: np.abs(a - b.astype(int)).mean()  # noqa: E731
+    assert distance(frames[0], first) < distance(frames[0], last)
+    assert distance(frames[4], last) < distance(frames[4], first)
     assert np.abs(frames[1] - frames[-1]).mean() < 1, "it bounces back: a seamless loop"
+
+
+def test_interpolation_mp4_plays_in_browsers(run_dir, opened, tmp_path):
+    _, latent, _ = opened
+    path = studio.interpolation_clip(run_dir, latent, "lips", 0.0, 1.0, 3, studio.View(), str(tmp_path / "c.mp4"))
+    frames = iio.imread(path, index=None)
+    assert frames.shape[0] == 2 * 3 - 2 and frames.shape[1:3] == (256, 256)
 
 
 def test_ply_export_caps_the_gaussian_count(run_dir, opened, tmp_path):

@@ -1,6 +1,7 @@
 """A visitor's whole session in a real browser: Debian's Chromium driven by Playwright against app.py on
-127.0.0.1 (tiny preset, CPU). Upload a portrait, run, move a slider and see the avatar change, build and
-download a GIF, open the 3D view, close the tab and see the session folder go. Screenshots of each step
+127.0.0.1 (tiny preset, CPU). A photo without a face is refused with the ingest stage's message; then
+upload a portrait, run, move a slider and see the avatar change, build and download a GIF, open the 3D
+view, take the hair from another photo, close the tab and see the session folder go. Screenshots of each step
 are saved (folder printed; PERSE_E2E_SCREENSHOTS picks it) for a person to look at.
 """
 from __future__ import annotations
@@ -45,6 +46,19 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         page.goto(app_server.url)
         expect(page.locator("#cpu-notice")).to_contain_text("tiny")
 
+        # A photo with no face: the visitor reads why, in the status box and a toast, not a traceback.
+        faceless = tmp_path / "wall.png"
+        Image.new("RGB", (320, 320), (128, 140, 150)).save(faceless)
+        page.locator("#photo input[type=file]").set_input_files(str(faceless))
+        expect(page.locator("#photo img")).to_be_visible(timeout=20_000)
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("no face found", timeout=60_000)
+        expect(page.locator(".toast-body").first).to_contain_text("no face found")
+        status = page.locator("#status").inner_text()
+        assert "wall.png" in status and "Traceback" not in status and "/tmp/" not in status
+        page.screenshot(path=shots / "00-no-face.png")
+        page.get_by_role("button", name="Remove Image").first.click()
+
         # Upload one of the shared portraits and keep two categories, to keep the CPU run short.
         page.locator("#photo input[type=file]").set_input_files(str(PORTRAITS / "grace_hopper.jpg"))
         expect(page.locator("#photo img")).to_be_visible(timeout=20_000)
@@ -78,6 +92,13 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         assert np.abs(after - before).mean() > 1.0, "moving the hair slider must change the rendered avatar"
         page.locator("#studio").screenshot(path=shots / "04-slider-moved.png")
 
+        # A random look from the learned prior replaces the slider setting.
+        before_src = page.locator("#avatar-view img").get_attribute("src")
+        page.locator("#random-all").click()
+        page.wait_for_function("old => document.querySelector('#avatar-view img')?.src !== old",
+                               arg=before_src, timeout=30_000)
+        assert np.abs(_image_at(page, "#avatar-view img") - after).mean() > 1.0, "a random look differs"
+
         # Interpolation GIF: build, then download it through the browser.
         page.locator("#build-clip").click()
         download_button = page.locator("#clip-download")
@@ -99,6 +120,16 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         page.wait_for_timeout(2_000)  # let the splat viewer draw a few frames before the screenshot
         page.locator("#studio").screenshot(path=shots / "06-3d-view.png")
         assert "MB" in page.locator("#model3d-info").inner_text()
+
+        # Take the hair from another photo: a code fitted to that photo's hair region.
+        page.get_by_role("tab", name="Take an attribute from another photo").click()
+        page.locator("#transfer-photo input[type=file]").set_input_files(str(PORTRAITS / "obama.jpg"))
+        expect(page.locator("#transfer-photo img")).to_be_visible(timeout=20_000)
+        before_src = page.locator("#avatar-view img").get_attribute("src")
+        page.locator("#transfer").click()
+        page.wait_for_function("old => document.querySelector('#avatar-view img')?.src !== old",
+                               arg=before_src, timeout=90_000)
+        page.locator("#studio").screenshot(path=shots / "07-transfer.png")
 
         expect(page.locator("#status")).not_to_contain_text("Something went wrong")
         page.close()
