@@ -12,8 +12,12 @@ of log(1 - alpha), so autograd differentiates the whole thing with no Python loo
 """
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -98,16 +102,36 @@ def _render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) 
     if not g.means.is_cuda:
         raise PerseError("render: the gsplat backend needs CUDA tensors; move the Gaussians to 'cuda' or use "
                          "backend='torch'")
-    from gsplat import rasterization
-
+    rasterization = _gsplat_rasterization()
     out, alpha, _ = rasterization(
         g.means, g.quats, g.scales, g.opacities, g.colors, viewmats[:, None], Ks[:, None], width, height,
-        near_plane=NEAR_PLANE, eps2d=EPS2D, backgrounds=bg[:, None],
-        render_mode="RGB+ED" if return_depth else "RGB",
+        near_plane=NEAR_PLANE, eps2d=EPS2D, render_mode="RGB+ED" if return_depth else "RGB",
     )
     out, alpha = out[:, 0], alpha[:, 0, ..., 0]
     depth = out[..., 3] if return_depth else None
-    return RenderResult(out[..., :3], alpha, depth)
+    # Background composited here, as the torch path does (gsplat's own backgrounds argument trips
+    # over batched cameras in 1.5.3).
+    return RenderResult(out[..., :3] + (1 - alpha[..., None]) * bg[:, None, None, :], alpha, depth)
+
+
+def _gsplat_rasterization():
+    """gsplat's rasterizer. gsplat JIT-builds its CUDA extension on first import (~80 s); where
+    PERSE_GSPLAT_PREBUILT names an extension built earlier for the same torch and GPU (gsplat_cuda.so),
+    it is loaded instead."""
+    prebuilt = os.environ.get("PERSE_GSPLAT_PREBUILT")
+    if prebuilt and "gsplat.csrc" not in sys.modules:
+        if not Path(prebuilt).is_file():
+            raise PerseError(f"PERSE_GSPLAT_PREBUILT={prebuilt}: no such file; unset it to let gsplat build itself")
+        spec = importlib.util.spec_from_file_location("gsplat_cuda", prebuilt)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        # gsplat imports `gsplat.csrc` first and only JIT-builds when that fails.
+        sys.modules["gsplat.csrc"] = module
+    try:
+        from gsplat import rasterization
+    except ImportError as exc:
+        raise PerseError(f"the CUDA renderer needs gsplat ({exc}); install requirements.txt, or render on CPU") from exc
+    return rasterization
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:

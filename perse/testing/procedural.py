@@ -87,12 +87,12 @@ class ProceduralHead:
         return Gaussians(means, torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 3), self.scale),
                          torch.full((n,), 0.99), self.colors(codes))
 
-    def region_mask(self, index: int, camera: Camera, threshold: float = 0.02) -> np.ndarray:
+    def region_mask(self, index: int, camera: Camera, threshold: float = 0.02, device: str = "cpu") -> np.ndarray:
         """Where region `index` is visible (occlusion included) from `camera`, as a 0/1 float image."""
         scene = self.gaussians()
         scene.colors = (self.region == index).float()[:, None].repeat(1, 3)
         with torch.no_grad():
-            return (render(scene, camera).rgb[..., 0].numpy() > threshold).astype(np.float32)
+            return (render(scene.to(device), camera).rgb[..., 0].cpu().numpy() > threshold).astype(np.float32)
 
 
 def _background(size: int) -> np.ndarray:
@@ -101,21 +101,23 @@ def _background(size: int) -> np.ndarray:
                                                                                            np.float32)], -1)
 
 
-def _shot(head: ProceduralHead, camera: Camera, codes, expression) -> tuple[np.ndarray, np.ndarray]:
+def _shot(head: ProceduralHead, camera: Camera, codes, expression, device: str) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        out = render(head.gaussians(codes, expression), camera)
-    alpha = out.alpha.numpy()
-    image = out.rgb.numpy() + (1 - alpha[..., None]) * _background(camera.width)
+        out = render(head.gaussians(codes, expression).to(device), camera)
+    alpha = out.alpha.cpu().numpy()
+    image = out.rgb.cpu().numpy() + (1 - alpha[..., None]) * _background(camera.width)
     return np.clip(image, 0, 1), np.clip(alpha, 0, 1)
 
 
 def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categories: tuple[str, ...] = tuple(LOOKS),
                              pair_ts: tuple[float, ...] = (1 / 4, 1 / 2, 3 / 4), n_gaussians: int = 1200,
-                             init_points: bool = False, expression_range: float = 1.0, seed: int = 0) -> Dataset:
+                             init_points: bool = False, expression_range: float = 1.0, seed: int = 0,
+                             device: str = "cpu") -> Dataset:
     """Write <run>/dataset: a source clip and one clip per (category, code 1..2), plus exact pairs
     blending codes 1 and 2 of each category at the frontal view. With `init_points`, also writes the
     scene's canonical points as `meta.extra["init_points"]`, as a lifted portrait would. Expressions
-    (jaw_open, smile) are drawn uniformly in [0, expression_range]."""
+    (jaw_open, smile) are drawn uniformly in [0, expression_range]. `device` only chooses where frames
+    are rendered (CUDA for large sizes)."""
     head = ProceduralHead.build(n_gaussians, categories)
     K = intrinsics(size, FOV_DEG)
     extra = {}
@@ -136,16 +138,16 @@ def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categor
             expression = [float(rng.uniform(0, expression_range)), float(rng.uniform(0, expression_range)), 0.0, 0.0]
             viewmat = head_pose_viewmat(FOV_DEG, yaw, pitch)
             codes = {} if category == SOURCE else {category: code}
-            image, alpha = _shot(head, Camera(K, viewmat, size, size), codes, expression)
+            image, alpha = _shot(head, Camera(K, viewmat, size, size), codes, expression, device)
             records.append((Frame(index, viewmat.tolist(), expression), image, alpha))
         writer.add_clip(Clip(clip_id, category, "" if category == SOURCE else f"{category}_{'ab'[code - 1]}",
                              1.0, code), records)
     frontal = Camera(K, head_pose_viewmat(FOV_DEG), size, size)
     zero = [0.0] * len(EXPRESSION_NAMES)
     for index, category in enumerate(categories):
-        mask = head.region_mask(index, frontal)
+        mask = head.region_mask(index, frontal, device=device)
         for t in pair_ts:
-            image, _ = _shot(head, frontal, {category: (1, 2, t)}, zero)
+            image, _ = _shot(head, frontal, {category: (1, 2, t)}, zero, device)
             writer.add_pair(Pair(f"{category}_t{int(round(t * 100)):02d}", category, f"{category}_1", f"{category}_2",
                                  float(t), frontal.viewmat.tolist(), zero), image, mask)
     return writer.close()
