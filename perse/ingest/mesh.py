@@ -188,7 +188,11 @@ SELFIE_SEGMENTATION = _Guarded(lambda: _solutions().selfie_segmentation.SelfieSe
 
 
 class _UprightFaceDetector:
-    """dlib's HOG frontal-face detector: it fires on upright faces only, which is what we ask it."""
+    """dlib's HOG frontal-face detector: it fires on upright faces only, which is what we ask it.
+
+    Without dlib every face counts as upright: photos turned by more than a quarter turn (and without
+    EXIF orientation) then ingest upside down, everything else is unaffected.
+    """
 
     def __init__(self):
         self._detector = None
@@ -197,9 +201,14 @@ class _UprightFaceDetector:
     def __call__(self, rgb: np.ndarray) -> bool:
         with self._lock:
             if self._detector is None:
-                import dlib
+                try:
+                    import dlib
 
-                self._detector = dlib.get_frontal_face_detector()
+                    self._detector = dlib.get_frontal_face_detector()
+                except ImportError:
+                    self._detector = False
+            if self._detector is False:
+                return True
             return len(self._detector(np.ascontiguousarray(rgb), 0)) > 0
 
 
