@@ -103,6 +103,6 @@ def make_scorer(name: str, config: PipelineConfig | None = None) -> IdentityScor
     if name == "insightface":
         from perse.synth.identity.insightface import InsightFaceScorer
 
-        return InsightFaceScorer.from_spec(config.synth.insightface_model)
+        return InsightFaceScorer.from_spec(config.synth.insightface_model, config.resolved_device())
     raise ConfigError(f"unknown identity backend '{name}'; choose one of: {', '.join(BACKENDS)} "
                       f"(config key synth.identity)")

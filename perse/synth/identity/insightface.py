@@ -49,16 +49,21 @@ class InsightFaceScorer:
     name = "insightface"
     # Cosine similarity of ArcFace embeddings; ~0.3 is the usual same-person cut for insightface's models.
     threshold = 0.3
-    _cache: dict[Path, "InsightFaceScorer"] = {}
+    _cache: dict[tuple[Path, str], "InsightFaceScorer"] = {}
     _cache_lock = threading.Lock()
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path, device: str = "cpu"):
         try:
+            import onnxruntime
             from insightface.model_zoo import get_model
         except ImportError as exc:
             raise PerseError(f"insightface cannot be imported ({exc}); pip install insightface==2.1 "
                              f"onnxruntime==1.22.1") from exc
-        model = get_model(str(model_path), providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        # The GPU only where onnxruntime was built with CUDA (onnxruntime-gpu); the CPU build runs everywhere.
+        if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        model = get_model(str(model_path), providers=providers)
         if model is None or getattr(model, "taskname", None) != "recognition":
             raise ConfigError(f"{model_path} is not an ArcFace recognition model (it needs one square input "
                               f"of 112 px or more and one embedding output)")
@@ -67,13 +72,13 @@ class InsightFaceScorer:
         self.path = model_path
 
     @classmethod
-    def from_spec(cls, spec: str) -> "InsightFaceScorer":
-        """One loaded session per model file per process."""
-        path = resolve_model(spec).resolve()
+    def from_spec(cls, spec: str, device: str = "cpu") -> "InsightFaceScorer":
+        """One loaded session per model file and device per process."""
+        key = (resolve_model(spec).resolve(), device)
         with cls._cache_lock:
-            if path not in cls._cache:
-                cls._cache[path] = cls(path)
-            return cls._cache[path]
+            if key not in cls._cache:
+                cls._cache[key] = cls(*key)
+            return cls._cache[key]
 
     def _aligned_bgr(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         from insightface.utils import face_align
