@@ -20,6 +20,8 @@ from perse.ingest.regions import region_masks
 # Framing warnings: enlarging the photo more than this looks soft; more padding than this loses hair.
 MAX_UPSCALE = 2.0
 MAX_PADDED = 0.2
+# Head turns (degrees) beyond which the animator must invent much of the face.
+MAX_TURN = {"yaw": 30.0, "pitch": 25.0}
 PAD_BLUR = 1 / 32  # blur of the padding outside the photo, as a fraction of the crop size
 NO_FACE_ADVICE = ("use a photo where one face is clearly visible, roughly frontal, well lit and not covered "
                   "(sunglasses, masks and hands over the face prevent detection); if the face is small in the "
@@ -77,9 +79,14 @@ def person_matte(crop: np.ndarray, inside: np.ndarray, alpha: np.ndarray | None,
     return np.clip(matte, 0, 1) * inside
 
 
-def framing_notes(affine: np.ndarray, inside: np.ndarray, face_px: float) -> list[str]:
+def framing_notes(affine: np.ndarray, inside: np.ndarray, face_px: float, pose: dict[str, float]) -> list[str]:
     """Warnings about photos that ingest but will give a worse avatar than the user may expect."""
     notes = []
+    turned = {axis: angle for axis, angle in pose.items() if axis in MAX_TURN and abs(angle) > MAX_TURN[axis]}
+    if turned:
+        what = ", ".join(f"{axis} {angle:+.0f} deg" for axis, angle in turned.items())
+        notes.append(f"the head is turned away from the camera ({what}): the far side of the face is guessed, "
+                     f"so a roughly frontal photo gives a better avatar")
     upscale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
     if upscale > MAX_UPSCALE:
         notes.append(f"the face is small in this photo ({face_px:.0f} px from brow to chin): the crop enlarges it "
@@ -107,8 +114,8 @@ def ingest(photo_path: str | Path, config: PipelineConfig) -> Portrait:
     # The padding is never person, not even where the face oval runs past the photo's edge.
     masks = {name: mask * inside for name, mask in masks.items()}
     matte = matte * inside
-    notes += framing_notes(affine, inside, face_height(landmarks))
     pose = head_pose(crop_landmarks)
+    notes += framing_notes(affine, inside, face_height(landmarks), pose)
     return Portrait(
         image=crop,
         landmarks=crop_landmarks,
