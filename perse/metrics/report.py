@@ -199,8 +199,9 @@ def write_report(run_dir: Path | str, config: PipelineConfig, cancel: CancelToke
     atomic_write_json(run / "report.json", report)
     html = write_html(run, report)
     rec, ident, interp = report["reconstruction"], report["identity"], report["interpolation"]["mean"]
+    identity_text = f"{ident['mean']:.3f}" if ident["mean"] is not None else "n/a (no face found in renders)"
     summary = (f"held-out PSNR {rec.get('psnr', math.nan):.2f} dB, SSIM {rec.get('ssim', math.nan):.3f}; "
-               f"identity {ident['mean'] if ident['mean'] is not None else 'n/a'}; "
+               f"identity {identity_text} ({ident['backend']}, same person above {ident['threshold']}); "
                f"PPL {interp.get('ppl', math.nan):.3f} ({report['interpolation']['distance']})")
     yield Progress("metrics", 1.0, summary, clip=str(html), metrics=report)
 
