@@ -52,6 +52,15 @@ def test_a_bad_upload_shows_the_ingest_message_without_server_paths(handlers, tm
     assert "Traceback" not in final
 
 
+def test_one_build_at_a_time_per_session(handlers, tmp_path):
+    session = handlers.root.open("f")
+    with session.building:  # a build of this session is under way
+        with pytest.warns(UserWarning, match="already running"):
+            outputs = list(handlers.run(str(tmp_path / "p.png"), ["hair"], "tiny", session, _request("f")))
+    assert outputs == [{"status": "A build is already running in this session."}]
+    assert not (session.run_dir / "stages.json").exists(), "the second run must not touch the folder"
+
+
 def test_cancel_sets_the_sessions_flag(handlers):
     assert handlers.cancel(None) == {}
     session = handlers.root.open("c")

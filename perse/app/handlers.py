@@ -18,7 +18,7 @@ import gradio as gr
 from perse.app import studio
 from perse.app.progress import RunView, loss_figure
 from perse.app.session import Session, SessionRoot
-from perse.config import PRESETS, build_config
+from perse.config import PRESETS, PipelineConfig, build_config
 from perse.dataset import EXPRESSION_NAMES
 from perse.errors import Cancelled, PerseError
 from perse.synth.catalog import CATALOG
@@ -166,6 +166,16 @@ class Handlers:
             gr.Warning(str(exc))
             yield {"session": session, "status": f"**Settings problem.** {exc}"}
             return
+        if not session.building.acquire(blocking=False):
+            gr.Warning("A build is already running in this session; wait for it or press Cancel.")
+            yield {"status": "A build is already running in this session."}
+            return
+        try:
+            yield from self._build(photo, config, notes, session)
+        finally:
+            session.building.release()
+
+    def _build(self, photo: str, config: PipelineConfig, notes: list[str], session: Session) -> Iterator[dict[str, Any]]:
         studio.AVATARS.drop(session.run_dir)
         session.latent = session.avatar = None
         session.cancel.reset()

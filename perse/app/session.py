@@ -72,6 +72,9 @@ class Session:
     def __post_init__(self) -> None:
         # One token object per session: a run in this process sees cancel() even after the folder is gone.
         self.cancel = FileCancelToken(self.folder / "cancel.flag")
+        # Held while a build writes into run_dir: a second Run from the same session (an API client, a
+        # double submit) must not write the same folder concurrently.
+        self.building = threading.Lock()
 
     @property
     def run_dir(self) -> Path:

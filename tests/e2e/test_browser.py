@@ -84,9 +84,11 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         before_src = page.locator("#avatar-view img").get_attribute("src")
         before = _image_at(page, "#avatar-view img")
         hair.focus()
+        pressed = time.monotonic()
         page.keyboard.press("End")
         page.wait_for_function("old => document.querySelector('#avatar-view img')?.src !== old",
                                arg=before_src, timeout=30_000)
+        print(f"slider -> new image on the page: {1000 * (time.monotonic() - pressed):.0f} ms (CPU)")
         after = _image_at(page, "#avatar-view img")
         assert after.shape == before.shape
         assert np.abs(after - before).mean() > 1.0, "moving the hair slider must change the rendered avatar"
@@ -120,6 +122,16 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         page.wait_for_timeout(2_000)  # let the splat viewer draw a few frames before the screenshot
         page.locator("#studio").screenshot(path=shots / "06-3d-view.png")
         assert "MB" in page.locator("#model3d-info").inner_text()
+
+        # The full-resolution .ply of the current look, as a download.
+        page.locator("#export-ply").click()
+        ply_button = page.locator("#ply-download")
+        expect(ply_button).to_be_visible(timeout=60_000)
+        with page.expect_download(timeout=30_000) as download_info:
+            ply_button.click()
+        ply = tmp_path / download_info.value.suggested_filename
+        download_info.value.save_as(ply)
+        assert ply.suffix == ".ply" and ply.read_bytes().startswith(b"ply\nformat binary_little_endian")
 
         # Take the hair from another photo: a code fitted to that photo's hair region.
         page.get_by_role("tab", name="Take an attribute from another photo").click()
