@@ -96,3 +96,12 @@ class Camera:
     @classmethod
     def frontal(cls, size: int, fov_deg: float, yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> "Camera":
         return cls(intrinsics(size, fov_deg), head_pose_viewmat(fov_deg, yaw_deg, pitch_deg), size, size)
+
+
+def crop_points_to_world(points_px: np.ndarray, size: int, fov_deg: float) -> np.ndarray:
+    """Crop-pixel points (N, 3) with mediapipe-style z in pixels (negative = nearer) -> world points.
+
+    The crop spans 2 world units over `size` pixels at the face plane, so z scales by the same factor."""
+    points_px = np.asarray(points_px, dtype=np.float64)
+    depth = camera_distance(fov_deg) + points_px[:, 2] / (size / 2)
+    return unproject(points_px[:, :2], depth, frontal_viewmat(fov_deg), intrinsics(size, fov_deg))

@@ -26,8 +26,8 @@ from perse.avatar.losses import psnr, ssim
 from perse.avatar.render import render_batch
 from perse.avatar.train import load_frames
 from perse.config import PipelineConfig
+from perse.camera import crop_points_to_world, project
 from perse.dataset import Dataset, atomic_write_json, read_dataset
-from perse.errors import PerseError
 from perse.events import NEVER, CancelToken, Progress
 from perse.export.run import renders_dir, value_path_frames
 from perse.metrics.disentangle import changed_outside
@@ -81,18 +81,18 @@ def identity(avatar: Avatar, run: Path, config: PipelineConfig) -> dict[str, Any
 
     portrait = Portrait.load(run)
     scorer = make_scorer(config.synth.identity, config)
-    reference = scorer.embed(portrait.image, portrait.landmarks)
-    scores = {}
+    # The portrait's landmarks, lifted to 3D and seen by each render's camera, align the renders: no
+    # detector is needed (and a blurry render cannot fail detection and silently drop out).
+    world = crop_points_to_world(portrait.landmarks, portrait.size, portrait.fov_deg)
+    images, landmarks = [portrait.image], [portrait.landmarks]
     for yaw in IDENTITY_YAWS:
-        image = avatar.render(None, yaw=yaw, size=portrait.size)
-        try:
-            scores[f"yaw{yaw:+.0f}"] = scorer.similarity(reference, scorer.embed(image))
-        except PerseError as exc:  # no face found in the render: that is a result, not a crash
-            scores[f"yaw{yaw:+.0f}"] = None
-            scores.setdefault("notes", []).append(f"yaw {yaw:+.0f}: {exc}")
-    found = [v for k, v in scores.items() if k.startswith("yaw") and v is not None]
+        camera = avatar.camera(yaw=yaw, size=portrait.size)
+        images.append(avatar.render(None, yaw=yaw, size=portrait.size))
+        landmarks.append(project(world, camera.viewmat, camera.K)[:, :2])
+    reference, *renders = scorer.embed_batch(images, landmarks)
+    scores = {f"yaw{yaw:+.0f}": scorer.similarity(reference, e) for yaw, e in zip(IDENTITY_YAWS, renders)}
     return {"backend": scorer.name, "threshold": scorer.threshold, "render_size": portrait.size,
-            "mean": float(np.mean(found)) if found else None, **scores}
+            "mean": float(np.mean(list(scores.values()))), **scores}
 
 
 def region_of(dataset: Dataset, category: str, dilation_px: int) -> np.ndarray | None:
@@ -199,9 +199,8 @@ def write_report(run_dir: Path | str, config: PipelineConfig, cancel: CancelToke
     atomic_write_json(run / "report.json", report)
     html = write_html(run, report)
     rec, ident, interp = report["reconstruction"], report["identity"], report["interpolation"]["mean"]
-    identity_text = f"{ident['mean']:.3f}" if ident["mean"] is not None else "n/a (no face found in renders)"
     summary = (f"held-out PSNR {rec.get('psnr', math.nan):.2f} dB, SSIM {rec.get('ssim', math.nan):.3f}; "
-               f"identity {identity_text} ({ident['backend']}, same person above {ident['threshold']}); "
+               f"identity {ident['mean']:.3f} ({ident['backend']}, same person above {ident['threshold']}); "
                f"PPL {interp.get('ppl', math.nan):.3f} ({report['interpolation']['distance']})")
     yield Progress("metrics", 1.0, summary, clip=str(html), metrics=report)
 
