@@ -107,7 +107,7 @@ def build(handlers: Handlers) -> gr.Blocks:
                         with gr.Row(visible=False, equal_height=True) as ui[f"row:{category}"]:
                             ui[f"slider:{category}"] = gr.Slider(0, 1, value=0, step=0.01, label=category,
                                                                  elem_id=f"slider-{category}", scale=8)
-                            ui[f"dice:{category}"] = gr.Button("Random", elem_classes="dice", scale=1,
+                            ui[f"dice:{category}"] = gr.Button("Random", elem_classes="dice", scale=1, size="sm",
                                                                elem_id=f"dice-{category}")
                     with gr.Row():
                         random_all = gr.Button("Random look", elem_id="random-all")

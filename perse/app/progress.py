@@ -95,7 +95,7 @@ def loss_figure(rows: list[dict[str, float]]):
         figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=name))
     positive = all(row[name] > 0 for row in rows for name in row if name != "step")
     figure.update_layout(
-        height=300, margin=dict(l=45, r=10, t=60, b=40), title=dict(text="training losses", y=0.97),
+        height=300, margin=dict(l=45, r=10, t=40, b=40),
         xaxis_title="step", yaxis_type="log" if rows and positive else "linear",
         legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"), template="plotly_white",
     )
