@@ -14,12 +14,47 @@ COLORS = {  # RGB, chosen to be told apart at a glance
     "neck": (240, 230, 40), "clothes": (40, 90, 255), "ears": (255, 60, 200),
 }
 OUTLINED = ("nose", "beard")  # overlapping areas are drawn as outlines over the exclusive regions
+MIN_FONT = 0.4  # OpenCV font scale below which text stops being legible
 
 
 def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float, color=(255, 255, 255)) -> None:
     thickness = max(1, round(scale * 2))
     cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
     cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+
+
+def _wrap(text: str, width: int, scale: float) -> list[str]:
+    lines, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}".strip()
+        if line and cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + [line]
+
+
+def _legend(width: int, scale: float, warnings: list[str]) -> np.ndarray:
+    """Colour swatches for every region, then the warnings (or "no warnings"), wrapped to the width."""
+    (_, text_h), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    row = text_h * 2 + 4
+    entries, x, y = [], 8, 0
+    for name in (*EXCLUSIVE, *OUTLINED):
+        step = text_h + 6 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] + 2 * text_h
+        if x + step > width:
+            x, y = 8, y + row
+        entries.append((name, x, y))
+        x += step
+    notes = [line for note in (warnings or ["no warnings"]) for line in _wrap(f"- {note}", width - 16, scale)]
+    legend = np.zeros((y + row * (1 + len(notes)) + text_h, width, 3), dtype=np.uint8)
+    for name, x, y in entries:
+        top = y + row // 2 - text_h // 2 + 2
+        cv2.rectangle(legend, (x, top), (x + text_h, top + text_h), COLORS[name], -1)
+        _text(legend, name, (x + text_h + 6, top + text_h), scale)
+    for i, line in enumerate(notes):
+        _text(legend, line, (8, y + row * (i + 2) - text_h // 2), scale, (255, 200, 0))
+    return legend
 
 
 def debug_image(portrait: Portrait) -> np.ndarray:
@@ -54,12 +89,5 @@ def debug_image(portrait: Portrait) -> np.ndarray:
 
     matte = np.repeat((portrait.matte * 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
-    legend = np.zeros((round(size * 0.12), size * 3, 3), dtype=np.uint8)
-    x = 8
-    for name in (*EXCLUSIVE, *OUTLINED):
-        cv2.rectangle(legend, (x, 10), (x + 14, 24), COLORS[name], -1)
-        _text(legend, name, (x + 18, 23), font * 0.9)
-        x += 18 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font * 0.9, 1)[0][0] + 16
-    notes = "; ".join(portrait.warnings) or "no warnings"
-    _text(legend, notes[: size * 3 // 9], (8, legend.shape[0] - 10), font * 0.8, (255, 200, 0))
+    legend = _legend(size * 3, max(font, MIN_FONT), portrait.warnings)
     return np.concatenate([np.concatenate([points, overlay, matte], axis=1), legend], axis=0)
