@@ -13,12 +13,13 @@ from perse.synth.run import resize_portrait
 SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def lifted(ingested):
+@pytest.fixture(scope="module", params=["splat", "gaussians"])
+def lifted(ingested, request):
+    """Both renderers of the lift animator: its CPU splatter and the project's Gaussian renderer."""
     out = {}
     for name in ("obama", "astronaut"):
         portrait = resize_portrait(ingested[name][0], SIZE)
-        out[name] = (portrait, LiftAnimator(portrait))
+        out[name] = (portrait, LiftAnimator(portrait, renderer=request.param))
     return out
 
 

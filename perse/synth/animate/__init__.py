@@ -44,5 +44,5 @@ def make_animator(name: str, portrait: "Portrait", config: "PipelineConfig") -> 
     if name == "lift":
         from perse.synth.animate.lift import LiftAnimator
 
-        return LiftAnimator(portrait, device=config.resolved_device())
+        return LiftAnimator(portrait, device=config.resolved_device(), renderer=config.synth.lift_renderer)
     raise ConfigError(f"unknown animator '{name}' (synth.animator); choose one of: {', '.join(ANIMATORS)}")

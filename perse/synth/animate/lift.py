@@ -15,10 +15,11 @@ Geometry (built once per portrait, shared by every clip):
   below the lip seam about the jaw hinge; smile, blink and brow raise move control landmarks and spread
   that motion to nearby pixels with normalised Gaussian weights anchored by the landmarks that stay.
 
-Per clip only colours and opacities change (the edited portrait and its matte). Frames render through
-perse.avatar.render (gsplat on CUDA, the torch compositor on CPU), many frames per call. Colours are
+Per clip only colours and opacities change (the edited portrait and its matte). Frames render many
+per call through perse.avatar.render (`gaussians`, the default on CUDA: gsplat), whose colours are
 corrected so the frontal neutral render reproduces the input (a few residual iterations: each pixel's
-splat also bleeds into its neighbours).
+splat also bleeds into its neighbours), or through the forward splatter in splat.py (`splat`, the
+default on CPU, where the general compositor is ~50x slower for this scene).
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ from perse.errors import PerseError
 from perse.synth import face as F
 from perse.synth.animate import ClipFrames
 from perse.synth.animate.motion import MotionScript
+from perse.synth.animate.splat import splat
+
+RENDERERS = ("gaussians", "splat")
 
 # Surfel standard deviation as a fraction of the spacing to the neighbouring splat. The renderer adds a
 # 0.3 px^2 low-pass, which already covers a frontal grid; below 0.245 every splat's footprint stays
@@ -99,14 +103,37 @@ def _pixels_to_world(u: np.ndarray, v: np.ndarray, z_px: np.ndarray, size: int, 
     return cam.unproject(np.stack([u, v], 1), depth, cam.frontal_viewmat(fov_deg), K)
 
 
+def _interpolate_triangulated(xy: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Piecewise-linear interpolation of scattered values over their Delaunay triangulation, at pixel
+    centres; NaN outside the hull. (scipy's LinearNDInterpolator takes seconds on the face mesh.)"""
+    from scipy.spatial import Delaunay
+
+    out = np.full((size, size), np.nan)
+    for a, b, c in Delaunay(xy).simplices:
+        (xa, ya), (xb, yb), (xc, yc) = xy[a], xy[b], xy[c]
+        det = (yb - yc) * (xa - xc) + (xc - xb) * (ya - yc)
+        if abs(det) < 1e-12:
+            continue
+        x0, x1 = max(int(np.floor(min(xa, xb, xc) - 0.5)), 0), min(int(np.ceil(max(xa, xb, xc) - 0.5)), size - 1)
+        y0, y1 = max(int(np.floor(min(ya, yb, yc) - 0.5)), 0), min(int(np.ceil(max(ya, yb, yc) - 0.5)), size - 1)
+        if x1 < x0 or y1 < y0:
+            continue
+        px, py = np.meshgrid(np.arange(x0, x1 + 1) + 0.5, np.arange(y0, y1 + 1) + 0.5)
+        wa = ((yb - yc) * (px - xc) + (xc - xb) * (py - yc)) / det
+        wb = ((yc - ya) * (px - xc) + (xa - xc) * (py - yc)) / det
+        wc = 1 - wa - wb
+        inside = (wa >= -1e-9) & (wb >= -1e-9) & (wc >= -1e-9)
+        block = out[y0:y1 + 1, x0:x1 + 1]
+        block[inside] = (wa * values[a] + wb * values[b] + wc * values[c])[inside]
+    return out
+
+
 def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Depth offsets in pixels (S, S), the face-hull mask, and the fitted ellipsoid (cx, cy, cz, a, b, c)."""
-    from scipy.interpolate import LinearNDInterpolator
-
     xy, z = landmarks[:, :2], landmarks[:, 2] - landmarks[:468, 2].mean()
     coords = np.arange(size, dtype=np.float64) + 0.5
     uu, vv = np.meshgrid(coords, coords)
-    face_z = LinearNDInterpolator(xy, z)(uu, vv)
+    face_z = _interpolate_triangulated(xy, z, size)
     hull = np.isfinite(face_z)
     oval = np.asarray(F.FACE_OVAL)
     cx = float(xy[oval, 0].mean())
@@ -129,21 +156,25 @@ def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.
 
 
 def _rbf_field(size: int, landmarks_xy: np.ndarray, moves: dict[int, np.ndarray], sigma: float,
-               work: int = 128) -> np.ndarray:
+               work: int = 96) -> np.ndarray:
     """Dense (S, S, 3) displacement spreading `moves` (landmark -> dx, dy, dz px); every other landmark
     anchors its neighbourhood at zero, and far from all landmarks the field fades out."""
     scale = work / size
-    coords = (np.arange(work, dtype=np.float64) + 0.5) / scale
+    coords = (np.arange(work, dtype=np.float32) + 0.5) / scale
     uu, vv = np.meshgrid(coords, coords)
-    points = np.stack([uu.ravel(), vv.ravel()], 1)
-    displacement = np.zeros((len(landmarks_xy), 3))
+    displacement = np.zeros((len(landmarks_xy), 3), np.float32)
     for index, move in moves.items():
         displacement[index] = move
-    d2 = ((points[:, None, :] - landmarks_xy[None, :, :]) ** 2).sum(-1)
-    weights = np.exp(-d2 / (2 * sigma ** 2))
+    # Beyond 4 sigma of every landmark the background weight wins by > 300x: compute only near the face.
+    lo, hi = landmarks_xy.min(0) - 4 * sigma, landmarks_xy.max(0) + 4 * sigma
+    near = (uu >= lo[0]) & (uu <= hi[0]) & (vv >= lo[1]) & (vv <= hi[1])
+    points = np.stack([uu[near], vv[near]], 1)
+    anchors = landmarks_xy.astype(np.float32)
+    d2 = (points[:, None, 0] - anchors[None, :, 0]) ** 2 + (points[:, None, 1] - anchors[None, :, 1]) ** 2
+    weights = np.exp(-d2 / np.float32(2 * sigma ** 2))
     # A constant "background" weight equal to a landmark 2 sigma away: far from the face nothing moves.
-    field = weights @ displacement / (weights.sum(1, keepdims=True) + math.exp(-2.0))
-    field = field.reshape(work, work, 3).astype(np.float32)
+    field = np.zeros((work, work, 3), np.float32)
+    field[near] = weights @ displacement / (weights.sum(1, keepdims=True) + math.exp(-2.0))
     return cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -209,11 +240,17 @@ class LiftAnimator:
     name = "lift"
     background = (1.0, 1.0, 1.0)
 
-    def __init__(self, portrait, device: str = "cpu", stride: int | None = None, batch: int | None = None):
+    def __init__(self, portrait, device: str = "cpu", renderer: str = "auto", stride: int = 1, batch: int | None = None):
         self.size = portrait.size
         self.fov_deg = float(portrait.fov_deg)
         self.device = torch.device(device)
-        self.stride = stride or (1 if self.size <= 256 or self.device.type == "cuda" else 2)
+        if renderer == "auto":
+            renderer = "gaussians" if self.device.type == "cuda" else "splat"
+        if renderer not in RENDERERS:
+            raise PerseError(f"lift animator: unknown renderer '{renderer}' (synth.lift_renderer); choose auto, "
+                             f"{', '.join(RENDERERS)}")
+        self.renderer = renderer
+        self.stride = stride
         if self.size % self.stride:
             raise PerseError(f"lift animator: image size {self.size} is not a multiple of the splat stride {self.stride}")
         self.batch = batch or (32 if self.device.type == "cuda" else 4)
@@ -252,16 +289,23 @@ class LiftAnimator:
 
     def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions):
         from perse.avatar.gaussians import Gaussians
-        from perse.avatar.render import render_batch
+        from perse.avatar.render import RenderResult, render_batch
 
         b = len(viewmats)
         expr = torch.as_tensor(expressions, dtype=torch.float32, device=self.device)
         moved = means[None] + torch.einsum("be,enc->bnc", expr, fields)
-        batched = Gaussians(moved, quats.expand(b, -1, -1), scales.expand(b, -1, -1), opacities.expand(b, -1),
-                            colors.expand(b, -1, -1))
         vm = torch.as_tensor(viewmats, dtype=torch.float32, device=self.device)
         K = torch.as_tensor(self.K, dtype=torch.float32, device=self.device)
-        return render_batch(batched, vm, K, self.size, self.size, torch.tensor(self.background, device=self.device))
+        background = torch.tensor(self.background, device=self.device)
+        if self.renderer == "splat":
+            # Neighbouring splats on one surface differ in depth by about a splat spacing (or its
+            # stretch); anything further behind is another surface (the mouth cavity, the far cheek).
+            thickness = 1.5 * 2.0 * self.stride / self.size
+            rgb, alpha = splat(moved, colors, opacities, vm, K, self.size, background, thickness)
+            return RenderResult(rgb, alpha, None)
+        batched = Gaussians(moved, quats.expand(b, -1, -1), scales.expand(b, -1, -1), opacities.expand(b, -1),
+                            colors.expand(b, -1, -1))
+        return render_batch(batched, vm, K, self.size, self.size, background)
 
     def _fit_colors(self, means, fields, quats, scales, opacities, colors, n_grid, image, matte):
         """Residual iterations so the frontal neutral render matches the input where the person is."""
@@ -290,7 +334,7 @@ class LiftAnimator:
             raise PerseError(f"lift animator: expected an image ({self.size}, {self.size}, 3) and matte "
                              f"({self.size}, {self.size}), got {image.shape} and {matte.shape}")
         means, fields, quats, scales, opacities, colors, n_grid = self._tensors(image, matte)
-        if COLOR_FIT_ITERATIONS:
+        if COLOR_FIT_ITERATIONS and self.renderer == "gaussians":
             colors = self._fit_colors(means, fields, quats, scales, opacities, colors, n_grid, image, matte)
         viewmats = script.viewmats()
         images, alphas = [], []
@@ -425,7 +469,7 @@ def _mouth_cavity(landmarks: np.ndarray, size: int, fov_deg: float, depth_px: np
     u, v = u[keep], v[keep]
     pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
     # Behind whatever surface covers it (lips, teeth, chin), so it shows only through an open mouth.
-    depth = depth_px[pixels[:, 1], pixels[:, 0]] + 0.04 * unit
+    depth = depth_px[pixels[:, 1], pixels[:, 0]] + max(0.05 * unit, 3.0 * stride)
     colors = np.tile(np.array([0.16, 0.05, 0.06]), (len(u), 1))
     teeth = v < top + 0.045 * unit
     colors[teeth] = np.array([0.86, 0.83, 0.78])

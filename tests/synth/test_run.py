@@ -1,0 +1,108 @@
+"""run_synth end to end at toy size: the dataset contract, progress events, skip on re-run, CLI."""
+import shutil
+
+import numpy as np
+import pytest
+
+from perse.camera import head_pose_viewmat
+from perse.cli import main
+from perse.config import build_config
+from perse.dataset import read_dataset
+from perse.errors import ConfigError, PerseError
+from perse.synth import run_synth
+from perse.synth.catalog import CATALOG
+from perse.synth.edit.parametric import ParametricEditor
+from perse.synth.interp import morph
+from perse.synth.run import resize_portrait
+
+OVERRIDES = {"synth.categories": "hair,glasses", "synth.values": 1, "synth.frames": 4, "synth.size": 64,
+             "synth.interp_ts": "0.25,0.75"}
+
+
+@pytest.fixture
+def run_dir(ingested, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(ingested["obama"][1], run)
+    return run
+
+
+def test_run_synth_writes_a_valid_dataset_and_skips_it_next_time(run_dir):
+    config = build_config("tiny", overrides=OVERRIDES)
+    events = list(run_synth(run_dir, config))
+    fractions = [e.fraction for e in events]
+    assert all(e.stage == "synth" for e in events)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(e.image is None or (run_dir / e.image).exists() for e in events)
+    clip_events = [e for e in events if "kept" in e.metrics and "clip" in e.metrics]
+    assert len(clip_events) == 3
+
+    dataset = read_dataset(run_dir)
+    meta = dataset.meta
+    assert set(meta.categories) == {"hair", "glasses"}
+    assert all(labels[0] == "source" and len(labels) == 2 for labels in meta.categories.values())
+    assert sorted(dataset.clips) == ["glasses-1", "hair-1", "source"]
+    pivot = np.asarray(meta.extra["pivot"])
+    for clip in meta.clips:
+        assert len(clip.frames) == 4
+        assert all(isinstance(f.identity, float) and isinstance(f.kept, bool) for f in clip.frames)
+        np.testing.assert_allclose(clip.frames[0].world_to_camera, head_pose_viewmat(14.0, 0, 0, 0, pivot))
+        assert dataset.frame_image(clip, clip.frames[1]).shape == (64, 64, 3)
+        event = next(e for e in clip_events if e.metrics["clip"] == clip.id)
+        assert event.metrics["kept"] == len(clip.kept_frames)
+    assert len(meta.pairs) == 4
+    with np.load(dataset.root / meta.extra["init_points"]) as cloud:
+        assert cloud["points"].shape == cloud["colors"].shape and cloud["points"].shape[1] == 3
+        assert len(cloud["points"]) > 500
+
+    # An exact pair target is the editor's image at that strength, composited like the frames.
+    portrait = resize_portrait(__import__("perse.ingest.portrait", fromlist=["Portrait"]).Portrait.load(run_dir), 64)
+    pair = next(p for p in meta.pairs if p.category == "hair" and p.t == 0.25)
+    value = CATALOG["hair"].value(meta.categories["hair"][1])
+    expected = ParametricEditor(seed=config.seed).edit(portrait, CATALOG["hair"], value, 0.25)
+    background = np.asarray(meta.extra["background"])
+    composite = expected.image * expected.matte[..., None] + (1 - expected.matte[..., None]) * background
+    assert np.abs(dataset.pair_image(pair) - composite).max() <= 1.5 / 255
+    assert dataset.pair_mask(pair).max() == 1.0
+
+    again = list(run_synth(run_dir, config))
+    assert len(again) == 1 and "skipped" in again[0].message
+
+
+def test_run_synth_refuses_bad_requests_before_writing(run_dir, tmp_path):
+    with pytest.raises(ConfigError, match="unknown attribute category 'wings'"):
+        list(run_synth(run_dir, build_config("tiny", overrides={**OVERRIDES, "synth.categories": "wings"})))
+    with pytest.raises(ConfigError, match="synth.interp=exact needs"):
+        list(run_synth(run_dir, build_config("tiny", overrides={**OVERRIDES, "synth.editor": "diffusers",
+                                                                 "synth.diffusers_model": str(tmp_path)})))
+    with pytest.raises(PerseError, match="perse ingest"):
+        list(run_synth(tmp_path / "empty", build_config("tiny", overrides=OVERRIDES)))
+    assert not (run_dir / "dataset" / "meta.json").exists()
+
+
+def test_morph_target_runs_from_one_edit_to_the_other(small_portraits):
+    portrait = small_portraits["astronaut"]
+    editor = ParametricEditor()
+    a = editor.edit(portrait, CATALOG["glasses"], CATALOG["glasses"].value("round glasses"))
+    b = editor.edit(portrait, CATALOG["glasses"], CATALOG["glasses"].value("aviator sunglasses"))
+    region = np.maximum(a.region, b.region)
+    start = morph(a.image, b.image, a.matte, b.matte, region, 0.0)
+    end = morph(a.image, b.image, a.matte, b.matte, region, 1.0)
+    middle = morph(a.image, b.image, a.matte, b.matte, region, 0.5)
+    np.testing.assert_allclose(start.image, a.image, atol=1e-5)
+    inside = region > 0.99
+    assert np.abs(end.image - b.image)[inside].mean() < 0.02
+    outside = region == 0
+    assert np.array_equal(middle.image[outside], a.image[outside])
+    between = np.abs(middle.image - a.image)[inside].mean()
+    assert 0.2 < between / np.abs(b.image - a.image)[inside].mean() < 0.8
+
+
+def test_cli_writes_the_dataset_and_reports_bad_input(run_dir, capsys):
+    code = main(["synth", str(run_dir), "--preset", "tiny", "--categories", "lips", "--values", "2",
+                 "--frames", "2", "--size", "64"])
+    assert code == 0
+    assert "dataset written" in capsys.readouterr().err
+    assert read_dataset(run_dir).meta.categories["lips"][0] == "source"
+    code = main(["synth", str(run_dir), "--preset", "tiny", "--categories", "lips", "--values", "9", "--force"])
+    assert code == 2
+    assert "Lower --values" in capsys.readouterr().err
