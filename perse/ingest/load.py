@@ -183,5 +183,9 @@ def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
                     f"{path}: the {SUPPORTED_FORMATS[fmt]} data is corrupt ({exc}); re-export the photo") from exc
             if orientation in ORIENTATION_TRANSPOSE:
                 image = image.transpose(ORIENTATION_TRANSPOSE[orientation])
-            rgb, alpha = _to_rgb(image)
+            try:
+                rgb, alpha = _to_rgb(image)
+            except (ValueError, OSError) as exc:  # a pixel format Pillow cannot turn into RGB
+                raise InputImageError(f"{path}: its pixel format ({image.mode}) cannot be converted to RGB "
+                                      f"({exc}); re-save it as an 8-bit RGB PNG or JPEG") from exc
     return Photo(rgb=rgb, alpha=alpha, path=path, format=SUPPORTED_FORMATS[fmt], warnings=problems)

@@ -3,6 +3,8 @@
 The model comes from a local .onnx path, or from the Hugging Face hub as "owner/repo/path/in/repo.onnx"
 (downloaded once into the hub cache; offline runs then find it there). Faces are aligned to ArcFace's
 5-point template (eye centres, nose tip, mouth corners) taken from the mediapipe mesh.
+insightface's pretrained models are licensed for non-commercial research only; the default backend
+(dlib) has no such restriction.
 """
 from __future__ import annotations
 
