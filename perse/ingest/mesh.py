@@ -130,22 +130,27 @@ def outlines(landmarks: np.ndarray) -> Outlines:
     )
 
 
+_STDERR_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """mediapipe's C++ logs (TFLite delegate, absl "feedback manager" notes) go straight to file
-    descriptor 2 when a graph is built and first run; they mean nothing to a user, so hide them then."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable stderr (e.g. a daemon): nothing to hide
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    descriptor 2 when a graph is built and first run; they mean nothing to a user, so hide them then.
+    One thread at a time: two overlapping redirections could restore each other's /dev/null."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no usable stderr (e.g. a daemon): nothing to hide
             yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            return
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class _Guarded:
