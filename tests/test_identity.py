@@ -9,7 +9,7 @@ from PIL import Image
 
 from perse.config import build_config
 from perse.errors import ConfigError, InputImageError, PerseError
-from perse.synth.identity import IdentityScorer, find_landmarks, make_scorer
+from perse.synth.identity import IdentityScorer, make_scorer
 
 
 def _rgb(path) -> np.ndarray:

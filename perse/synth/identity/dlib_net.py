@@ -10,7 +10,6 @@ so the residual wiring comes from that architecture, and every parsed layer is c
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +96,8 @@ def _layer(r: _Reader) -> Layer:
         return Layer("con", {"weight": weight, "bias": bias.ravel(), "stride": stride, "padding": padding})
     if version in ("affine_", "affine_2"):
         params = r.tensor().ravel()
-        gamma_shape, _beta_shape = r.alias_shape(), r.alias_shape()
+        gamma_shape = r.alias_shape()
+        r.alias_shape()  # beta has gamma's shape
         r.int()  # mode: conv (per channel) for every affine layer of this network
         if version == "affine_2":
             r.bool()  # disabled
@@ -117,7 +117,8 @@ def _layer(r: _Reader) -> Layer:
     if version in ("fc_2", "fc_3"):
         outputs, inputs = r.int(), r.int()
         params = r.tensor().ravel()
-        weight_shape, _bias_shape = r.alias_shape(), r.alias_shape()
+        weight_shape = r.alias_shape()
+        r.alias_shape()  # the bias slot, unused: the embedding layer is fc_no_bias
         r.int()  # bias mode
         for _ in range(4):
             r.float()
