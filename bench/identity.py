@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SOURCE = ROOT.parent / "shared" / "portraits" / "obama.jpg"
+SOURCE = ROOT / "assets" / "obama.jpg"
 NATIVE_FACES = 16  # dlib's own network is slow: time it on a few faces only
 
 

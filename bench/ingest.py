@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--photo PATH] [--runs N] [--size 512]
 
-Without --photo, a shared portrait is upscaled to 4000x3000 (12 MP) and saved as a JPEG, the format a
+Without --photo, a shared portrait (assets/obama.jpg) is upscaled to 4000x3000 (12 MP) and saved as a JPEG, the format a
 phone delivers. Prints a table and writes bench/results/ingest.json.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGET_S = 1.5
-DEFAULT_SOURCE = ROOT.parent / "shared" / "portraits" / "obama.jpg"
+DEFAULT_SOURCE = ROOT / "assets" / "obama.jpg"
 TWELVE_MP = (3000, 4000)  # portrait orientation, as phones store portraits
 
 
