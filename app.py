@@ -82,6 +82,7 @@ def build(handlers: Handlers) -> gr.Blocks:
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Column(scale=2):
                 ui["status"] = gr.Markdown("Waiting for a portrait.", elem_id="status")
+                ui["report"] = gr.DownloadButton("Quality report (HTML)", visible=False, size="sm", elem_id="report")
                 with gr.Row():
                     ui["ingest"] = gr.Image(label="Portrait as the pipeline sees it (landmarks, regions)",
                                             interactive=False, height=256, elem_id="ingest")
@@ -141,6 +142,7 @@ def build(handlers: Handlers) -> gr.Blocks:
                             ui["transfer_category"] = gr.Dropdown(list(CATEGORY_SLOTS), label="Attribute to take",
                                                                   elem_id="transfer-category")
                             transfer = gr.Button("Take it", elem_id="transfer")
+                    gr.Examples(EXAMPLES, inputs=transfer_photo, label="Or take it from an example")
 
         view_inputs = [ui["yaw"], ui["pitch"], *(ui[f"expr:{name}"] for name in EXPRESSIONS)]
         studio_outputs = (["studio", "view", "clip_category", "clip_start", "clip_end", "clip_frames",
@@ -150,7 +152,7 @@ def build(handlers: Handlers) -> gr.Blocks:
         live = dict(trigger_mode="always_last", show_progress="hidden", **render_queue)
 
         on(run.click, handlers.run, [photo, categories, preset, session],
-           ["session", "status", "ingest", "gallery", "losses", "preview", *studio_outputs],
+           ["session", "status", "report", "ingest", "gallery", "losses", "preview", *studio_outputs],
            api_name="run", concurrency_id="pipeline", concurrency_limit=settings.run_concurrency)
         on(cancel.click, handlers.cancel, [session], ["status"], queue=False, api_name="cancel")
         preset.change(default_categories, [preset], [categories], queue=False, api_visibility="private")

@@ -20,8 +20,8 @@ def test_events_land_in_the_right_places():
     assert view.losses == [{"l1": 0.2, "total": 0.3, "step": 10.0}]
     view.update(Progress("metrics", 0.0, "measuring"))
     assert view.summary == ""
-    view.update(Progress("metrics", 1.0, "held-out PSNR 21.5 dB", metrics={"psnr": 21.5}))
-    assert view.summary == "held-out PSNR 21.5 dB"
+    view.update(Progress("metrics", 1.0, "held-out PSNR 21.5 dB", clip="/r/report.html", metrics={"psnr": 21.5}))
+    assert view.summary == "held-out PSNR 21.5 dB" and view.report == "/r/report.html"
 
 
 def test_overall_progress_grows_through_the_stages():

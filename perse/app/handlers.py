@@ -179,7 +179,8 @@ class Handlers:
         studio.AVATARS.drop(session.run_dir)
         session.latent = session.avatar = None
         session.cancel.reset()
-        yield {"session": session, "studio": gr.update(visible=False), "ingest": None, "gallery": [],
+        yield {"session": session, "studio": gr.update(visible=False), "report": gr.update(visible=False),
+               "ingest": None, "gallery": [],
                "losses": None, "preview": None, "status": "Starting" + (f" ({'; '.join(notes)})" if notes else "")}
         view = RunView()
         start = time.perf_counter()
@@ -214,7 +215,8 @@ class Handlers:
         elapsed = time.perf_counter() - start
         yield {"status": f"**Avatar ready** in {elapsed:.0f} s ({info.num_gaussians} Gaussians, "
                          f"{len(info.categories)} editable categories). {view.summary}",
-               "view": image, **self._studio_updates(info)}
+               "view": image, "report": gr.update(value=view.report, visible=view.report is not None),
+               **self._studio_updates(info)}
 
     def _studio_updates(self, info: studio.AvatarInfo) -> dict[str, Any]:
         out: dict[str, Any] = {"studio": gr.update(visible=True)}

@@ -31,6 +31,7 @@ class RunView:
     losses: list[dict[str, float]] = field(default_factory=list)  # one row per logged training step
     preview: str | None = None
     summary: str = ""  # the metrics stage's closing message (held-out quality, identity, smoothness)
+    report: str | None = None  # the metrics stage's HTML report
     changed: set[str] = field(default_factory=set)  # which fields the last event touched
 
     def update(self, event: Progress) -> "RunView":
@@ -53,7 +54,7 @@ class RunView:
                 self.losses.append(row)
                 self.changed.add("losses")
         elif event.stage == "metrics" and event.fraction >= 1.0:
-            self.summary = event.message
+            self.summary, self.report = event.message, event.clip
         return self
 
     @property

@@ -76,6 +76,7 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         hair = page.locator("#slider-hair input[type=range]")
         expect(hair).to_be_visible(timeout=RUN_TIMEOUT_MS)
         expect(page.locator("#status")).to_contain_text("Avatar ready")
+        expect(page.locator("#report")).to_be_visible()
         expect(page.locator("#losses .js-plotly-plot")).to_be_visible()
         expect(page.locator("#slider-lips")).to_be_hidden()  # not trained: no slider
         page.screenshot(path=shots / "03-ready.png", full_page=True)

@@ -18,11 +18,13 @@ COMPARE_PX = 32
 
 
 def _photos(tmp_path) -> list[str]:
-    """Four shared portraits plus a grayscale copy of one: five inputs that look different."""
+    """Four shared portraits plus one with its colour channels swapped (orange suit -> blue): five
+    inputs whose avatars look clearly different even after a few training steps."""
     photos = sorted(str(p) for p in PORTRAITS.iterdir() if p.suffix.lower() in {".png", ".jpg"})
-    gray = tmp_path / "astronaut-gray.png"
-    Image.open(PORTRAITS / "astronaut.png").convert("L").convert("RGB").save(gray)
-    return photos + [str(gray)]
+    swapped = tmp_path / "astronaut-bgr.png"
+    rgb = np.asarray(Image.open(PORTRAITS / "astronaut.png").convert("RGB"))
+    Image.fromarray(np.ascontiguousarray(rgb[..., ::-1])).save(swapped)
+    return photos + [str(swapped)]
 
 
 def _on_white(portrait) -> np.ndarray:
@@ -73,8 +75,16 @@ def test_five_simultaneous_sessions_keep_their_own_outputs(app_server, tmp_path,
     on_disk = [_small(folder / "run" / "portrait.png") for folder in folders]
     assert sorted(_nearest(on_disk, portraits)) == list(range(5))
 
-    # Edits act on the caller's own avatar, even when everyone edits at once.
-    edits = [client.submit(2.0, 0, 0, 0, 0, 0, 0, api_name="/slide_hair") for client in clients]
-    edited = [_small(job.result(timeout=120)) for job in edits]
-    assert _nearest(edited, portraits) == list(range(5)), "an edit rendered another session's avatar"
+    # Edits act on the caller's own avatar, even when everyone edits at once: hair to value 1 changes
+    # the render, back to 0 (the photo's own code) gives exactly that session's first render again.
+    full = [np.asarray(Image.open(result[avatar_index]).convert("RGB"), dtype=np.float32) for result in results]
+    for position, same in ((1.0, False), (0.0, True)):
+        jobs = [client.submit(position, 0, 0, 0, 0, 0, 0, api_name="/slide_hair") for client in clients]
+        edited = [np.asarray(Image.open(job.result(timeout=120)).convert("RGB"), dtype=np.float32) for job in jobs]
+        for i, image in enumerate(edited):
+            distances = [np.abs(image - render).mean() for render in full]
+            if same:
+                assert distances[i] < 0.5 and int(np.argmin(distances)) == i, f"session {i}: {distances}"
+            else:
+                assert distances[i] > 0.5, f"session {i}: moving the hair slider left the render unchanged"
     print(f"\nfive simultaneous runs finished in {elapsed:.0f} s")
