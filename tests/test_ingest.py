@@ -466,3 +466,25 @@ def test_turned_head_is_reported(ingested):
     assert not any("turned" in note for note in frontal)
     turned = framing_notes(portrait.crop_transform, inside, 200.0, {"yaw": -42.0, "pitch": 3.0, "roll": 0.0})
     assert any("head is turned away from the camera (yaw -42 deg)" in note for note in turned)
+
+
+def test_crop_grows_to_hold_the_whole_head(shared_portraits):
+    """With a framing too tight for the hair, the crop rises until the silhouette clears its top edge."""
+    from perse.config import build_config
+    from perse.ingest.crop import silhouette_above
+    from perse.ingest.load import load_photo
+    from perse.ingest.run import find_face
+
+    tight = build_config("fast", overrides={"ingest.size": 128, "ingest.crop_scale": 2.0})
+    photo = load_photo(shared_portraits["grace_hopper"], 40, 64)
+    landmarks, _, _ = find_face(photo, 48)
+    assert silhouette_above(photo.rgb, landmarks, tight.ingest) > 0.1
+    portrait = ingest(shared_portraits["grace_hopper"], tight)
+    top_rows = portrait.matte[: max(2, portrait.size // 64)]
+    assert top_rows.max() < 0.5, "the hat still touches the crop's top edge"
+    # The bottom edge stays where the framing puts it (half the crop scale below the crop centre, which
+    # sits crop_center_below_brow under the brow): the crop grew upwards only.
+    from perse.ingest.face import face_height
+
+    below_brow = (portrait.size - portrait.landmarks[mesh.BROW_CENTER, 1]) / face_height(portrait.landmarks)
+    assert abs(below_brow - (tight.ingest.crop_center_below_brow + tight.ingest.crop_scale / 2)) < 0.05

@@ -10,7 +10,7 @@ from perse.camera import intrinsics
 from perse.config import PipelineConfig
 from perse.errors import InputImageError
 from perse.ingest import mesh
-from perse.ingest.crop import crop_transform
+from perse.ingest.crop import crop_transform, silhouette_above
 from perse.ingest.face import detect_faces, face_height, head_pose, mesh_landmarks
 from perse.ingest.geometry import inside_photo, transform_landmarks, warp
 from perse.ingest.load import Photo, load_photo
@@ -103,7 +103,7 @@ def ingest(photo_path: str | Path, config: PipelineConfig) -> Portrait:
     cfg = config.ingest
     photo = load_photo(photo_path, cfg.max_megapixels, cfg.min_side)
     landmarks, score, notes = find_face(photo, cfg.min_face_px)
-    affine, photo_roll = crop_transform(landmarks, cfg)
+    affine, photo_roll = crop_transform(landmarks, cfg, silhouette_above(photo.rgb, landmarks, cfg))
     size = cfg.size
     inside = inside_photo(affine, photo.size, size)
     crop = padded_crop(photo.rgb, affine, size, inside)
