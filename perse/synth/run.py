@@ -10,7 +10,12 @@ the next run starts over, while a complete dataset is skipped.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -70,6 +75,24 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class _Timer:
+    """Seconds per phase, reported in the final event so benches and users see where time goes (phases
+    that run on worker threads sum their workers' time, so the phases can add up to more than the wall)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.seconds[phase] += time.perf_counter() - start
+
+
 def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken = NEVER) -> Iterator[Progress]:
     """Write `<run>/dataset` and yield Progress events (stage "synth"); skip a complete dataset."""
     run = Path(run_dir)
@@ -99,11 +122,14 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     editor = make_editor(syn.editor, config)
     interp = check_method(syn.interp, getattr(editor, "exact", False))
     yield Progress("synth", 0.0, f"lifting the portrait to 3D ({syn.size}px, {syn.animator} animator)")
-    animator = make_animator(syn.animator, portrait, config)
+    timer = _Timer()
+    with timer("lift"):
+        animator = make_animator(syn.animator, portrait, config)
     script = motion_script(syn.frames, portrait.fov_deg, animator.pivot)
-    scorer = make_scorer(syn.identity, config)
+    with timer("identity"):
+        scorer = make_scorer(syn.identity, config)
+        identity = IdentityFilter.for_portrait(scorer, portrait.image, portrait.landmarks, syn.identity_threshold)
     source_image = portrait.image.astype(np.float32) / 255.0
-    identity = IdentityFilter.for_portrait(scorer, portrait.image, portrait.landmarks, syn.identity_threshold)
 
     n_clips = 1 + sum(len(v) for v in chosen.values())
     n_pairs = sum(len(ts) * (len(v) + 1) * len(v) // 2 for v in chosen.values())
@@ -130,73 +156,104 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     totals = {"kept": 0, "dropped": 0}
     edits: dict[str, list] = {}
     sheet_images, sheet_labels = [source_image], ["source"]
+    # PNG encoding and pair targets run on worker threads (zlib, numpy and OpenCV release the GIL) while
+    # the main thread renders and scores the next clip; at most two jobs per worker wait in memory.
+    workers = max(1, min(8, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="synth-write")
+    pending: list[Future] = []
 
-    def write_clip(clip_id: str, category: str, label: str, code: int, image: np.ndarray, matte: np.ndarray):
-        frames = animator.animate(image, matte, script)
-        scores = identity.scores(frames.images, frames.landmarks)
+    def submit(job, *args) -> None:
+        while True:
+            running = [f for f in pending if not f.done()]
+            if len(running) < 2 * workers:
+                break
+            wait(running, return_when=FIRST_COMPLETED)
+        pending.append(pool.submit(job, *args))
+
+    def store_clip(clip: Clip, records: list[Frame], images: np.ndarray, alphas: np.ndarray) -> None:
+        with timer("write"):
+            writer.add_clip(clip, ((records[i], images[i], alphas[i]) for i in range(len(records))))
+
+    def animate_clip(clip_id: str, category: str, label: str, code: int, image: np.ndarray, matte: np.ndarray):
+        with timer("animate"):
+            frames = animator.animate(image, matte, script)
+        with timer("identity"):
+            scores = identity.scores(frames.images, frames.landmarks)
         kept = identity.keep(scores)
         records = [Frame(i, frames.viewmats[i].tolist(), frames.expressions[i].tolist(), float(scores[i]), bool(kept[i]))
                    for i in range(len(scores))]
-        writer.add_clip(Clip(clip_id, category, label, 1.0 if code else 0.0, code),
-                        ((records[i], frames.images[i], frames.alphas[i]) for i in range(len(records))))
         step = max(1, len(records) // PREVIEW_FRAMES)
         picks = list(range(0, len(records), step))[:PREVIEW_FRAMES]
         preview = root / "previews" / f"{clip_id}.png"
         save_png(preview, contact_sheet([frames.images[i] for i in picks],
                                         [f"{records[i].identity:.2f}{'' if records[i].kept else ' x'}" for i in picks],
                                         columns=PREVIEW_FRAMES, tile=min(160, syn.size)))
+        submit(store_clip, Clip(clip_id, category, label, 1.0 if code else 0.0, code), records, frames.images,
+               frames.alphas)
         totals["kept"] += int(kept.sum())
         totals["dropped"] += int((~kept).sum())
         return int(kept.sum()), len(kept), preview
 
-    cancel.check()
-    kept, count, preview = write_clip(SOURCE, SOURCE, SOURCE, 0, source_image, portrait.matte)
-    done += 1
-    yield Progress("synth", done / units, f"source clip: kept {kept}/{count} frames", image=str(preview),
-                   metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
-    for name, values in chosen.items():
-        category = get_category(name)
-        edits[name] = [None]
-        for code, value in enumerate(values, start=1):
-            cancel.check()
-            result = editor.edit(portrait, category, value, 1.0)
-            edits[name].append(result)
-            sheet_images.append(result.image)
-            sheet_labels.append(value.label)
-            clip_id = f"{name}-{code}"
-            kept, count, preview = write_clip(clip_id, name, value.label, code, result.image, result.matte)
-            done += 1
-            note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
-            yield Progress("synth", done / units, f"{name} = {value.label}: kept {kept}/{count} frames{note}",
-                           image=str(preview), metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
+    def store_pair(pair: Pair, category, options: list, edited: list, a: int, b: int) -> None:
+        with timer("pairs"):
+            if interp == "exact":
+                target = editor.edit_between(portrait, category, options[a], options[b], pair.t)
+            else:
+                first, second = edited[a], edited[b]
+                region = second.region if first is None else np.maximum(first.region, second.region)
+                target = morph(source_image if first is None else first.image, second.image,
+                               portrait.matte if first is None else first.matte, second.matte, region, pair.t)
+            writer.add_pair(pair, _composite(target.image, target.matte, background), target.region)
 
-    frontal = cam.head_pose_viewmat(portrait.fov_deg, 0.0, 0.0, 0.0, animator.pivot).tolist()
-    neutral = [0.0] * len(EXPRESSION_NAMES)
-    written = 0
-    for name, values in chosen.items():
-        category = get_category(name)
-        options = [None] + list(values)
-        for a, b in itertools.combinations(range(len(options)), 2):
-            cancel.check()
-            clip_a = SOURCE if a == 0 else f"{name}-{a}"
-            clip_b = f"{name}-{b}"
-            for t in ts:
-                if interp == "exact":
-                    target = editor.edit_between(portrait, category, options[a], options[b], t)
-                    image, region, matte = target.image, target.region, target.matte
-                else:
-                    first = edits[name][a] if a else None
-                    second = edits[name][b]
-                    region = second.region if first is None else np.maximum(first.region, second.region)
-                    target = morph(source_image if first is None else first.image, second.image,
-                                   portrait.matte if first is None else first.matte, second.matte, region, t)
-                    image, region, matte = target.image, target.region, target.matte
-                pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, clip_a, clip_b, t, frontal, neutral)
-                writer.add_pair(pair, _composite(image, matte, background), region)
-                written += 1
-                done += pair_cost
-        yield Progress("synth", min(done / units, 0.99), f"{name}: interpolation targets written ({interp})")
+    clip_order: list[str] = []
+    pair_order: list[str] = []
+    try:
+        cancel.check()
+        kept, count, preview = animate_clip(SOURCE, SOURCE, SOURCE, 0, source_image, portrait.matte)
+        clip_order.append(SOURCE)
+        done += 1
+        yield Progress("synth", done / units, f"source clip: kept {kept}/{count} frames", image=str(preview),
+                       metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
+        for name, values in chosen.items():
+            category = get_category(name)
+            edits[name] = [None]
+            for code, value in enumerate(values, start=1):
+                cancel.check()
+                with timer("edit"):
+                    result = editor.edit(portrait, category, value, 1.0)
+                edits[name].append(result)
+                sheet_images.append(result.image)
+                sheet_labels.append(value.label)
+                clip_id = f"{name}-{code}"
+                kept, count, preview = animate_clip(clip_id, name, value.label, code, result.image, result.matte)
+                clip_order.append(clip_id)
+                done += 1
+                note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
+                yield Progress("synth", done / units, f"{name} = {value.label}: kept {kept}/{count} frames{note}",
+                               image=str(preview), metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
 
+        frontal = cam.head_pose_viewmat(portrait.fov_deg, 0.0, 0.0, 0.0, animator.pivot).tolist()
+        neutral = [0.0] * len(EXPRESSION_NAMES)
+        for name, values in chosen.items():
+            category = get_category(name)
+            options = [None] + list(values)
+            for a, b in itertools.combinations(range(len(options)), 2):
+                cancel.check()
+                for t in ts:
+                    pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
+                                f"{name}-{b}", t, frontal, neutral)
+                    pair_order.append(pair.id)
+                    submit(store_pair, pair, category, options, edits[name], a, b)
+                    done += pair_cost
+            yield Progress("synth", min(done / units, 0.99), f"{name}: interpolation targets queued ({interp})")
+        for future in pending:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    # Workers finish in any order; the dataset lists clips and pairs in the order they were planned.
+    writer.meta.clips.sort(key=lambda clip: clip_order.index(clip.id))
+    writer.meta.pairs.sort(key=lambda pair: pair_order.index(pair.id))
     sheet = root / "edits.png"
     save_png(sheet, contact_sheet(sheet_images, sheet_labels, columns=min(6, len(sheet_images)),
                                   tile=min(256, syn.size)))
@@ -204,6 +261,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     elapsed = time.perf_counter() - started
     total = totals["kept"] + totals["dropped"]
     yield Progress("synth", 1.0,
-                   f"dataset written: {n_clips} clips, {written} pairs, kept {totals['kept']}/{total} frames "
+                   f"dataset written: {n_clips} clips, {len(pair_order)} pairs, kept {totals['kept']}/{total} frames "
                    f"(identity >= {syn.identity_threshold}) in {elapsed:.1f} s",
-                   image=str(sheet), metrics={**totals, "clips": n_clips, "pairs": written, "seconds": elapsed})
+                   image=str(sheet), metrics={**totals, "clips": n_clips, "pairs": len(pair_order), "seconds": elapsed,
+                                              "phases": {k: round(v, 3) for k, v in timer.seconds.items()}})

@@ -74,18 +74,21 @@ def _fill_holes(accum: torch.Tensor) -> torch.Tensor:
     """Holes are pixels with little weight whose neighbourhood is mostly covered (a stretched surface);
     they take the normalised average of their covered neighbours. Pixels just outside a silhouette
     have at most about half their neighbours covered, so the outline does not grow."""
-    kernel = torch.ones(1, 1, 3, 3)
     for _ in range(FILL_PASSES):
         weight = accum[:, 4:5]
         # A pixel is covered when some splat weight reached it (its colour is then the normalised
         # average) and what reached it is opaque: one reached only by faint fringe splats is a hole.
         covered = ((weight >= MIN_WEIGHT) & (accum[:, 3:4] >= OPAQUE * weight)).float()
-        neighbours = F.conv2d(covered, kernel, padding=1) - covered
+        neighbours = _box3(covered) - covered
         hole = (covered == 0) & (neighbours >= MIN_NEIGHBOURS)
         if not hole.any():
             break
         normalised = accum / weight.clamp_min(1e-8) * covered
-        average = F.conv2d(normalised.reshape(-1, 1, *accum.shape[-2:]), kernel, padding=1).reshape(accum.shape)
-        average = average / neighbours.clamp_min(1.0)
+        average = _box3(normalised) / neighbours.clamp_min(1.0)
         accum = torch.where(hole, average, accum)
     return accum
+
+
+def _box3(x: torch.Tensor) -> torch.Tensor:
+    """Sum over each pixel's 3 x 3 neighbourhood (zero outside the image)."""
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True) * 9
