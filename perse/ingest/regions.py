@@ -178,7 +178,8 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     clothes = clothes_zone * matte * (1 - oval)
 
     # Hair: the rest of the person around and above the head.
-    head_top = brow_y - HEAD_PRIOR_UP * h
+    # Up to the crop's top at least: the crop grows to hold tall hair (perse.ingest.crop).
+    head_top = min(brow_y - HEAD_PRIOR_UP * h, 0.0)
     head = _ellipse(size, np.array([center_x, (head_top + collar_y) / 2]),
                     (HEAD_PRIOR_RX * face_width, (collar_y - head_top) / 2))
     hair = _attached_to_head(matte * head * (1 - clothes_zone), brow_y)
