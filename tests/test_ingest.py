@@ -458,13 +458,13 @@ def test_landmark_mapping_follows_the_pixels():
 
 
 def test_turned_head_is_reported(ingested):
-    from perse.ingest.run import framing_notes
+    from perse.ingest.run import usability_notes
 
     portrait = ingested["obama"][0]
     inside = np.ones((portrait.size,) * 2, np.float32)
-    frontal = framing_notes(portrait.crop_transform, inside, 200.0, portrait.head_pose)
+    frontal = usability_notes(portrait.crop_transform, inside, 200.0, portrait.head_pose)
     assert not any("turned" in note for note in frontal)
-    turned = framing_notes(portrait.crop_transform, inside, 200.0, {"yaw": -42.0, "pitch": 3.0, "roll": 0.0})
+    turned = usability_notes(portrait.crop_transform, inside, 200.0, {"yaw": -42.0, "pitch": 3.0, "roll": 0.0})
     assert any("head is turned away from the camera (yaw -42 deg)" in note for note in turned)
 
 

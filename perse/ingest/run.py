@@ -17,7 +17,7 @@ from perse.ingest.load import Photo, load_photo
 from perse.ingest.portrait import Portrait
 from perse.ingest.regions import region_masks
 
-# Framing warnings: enlarging the photo more than this looks soft; more padding than this loses hair.
+# Usability warnings: enlarging the photo more than this looks soft; more padding than this loses hair.
 MAX_UPSCALE = 2.0
 MAX_PADDED = 0.2
 # Head turns (degrees) beyond which the animator must invent much of the face.
@@ -79,7 +79,7 @@ def person_matte(crop: np.ndarray, inside: np.ndarray, alpha: np.ndarray | None,
     return np.clip(matte, 0, 1) * inside
 
 
-def framing_notes(affine: np.ndarray, inside: np.ndarray, face_px: float, pose: dict[str, float]) -> list[str]:
+def usability_notes(affine: np.ndarray, inside: np.ndarray, face_px: float, pose: dict[str, float]) -> list[str]:
     """Warnings about photos that ingest but will give a worse avatar than the user may expect."""
     notes = []
     turned = {axis: angle for axis, angle in pose.items() if axis in MAX_TURN and abs(angle) > MAX_TURN[axis]}
@@ -115,7 +115,7 @@ def ingest(photo_path: str | Path, config: PipelineConfig) -> Portrait:
     masks = {name: mask * inside for name, mask in masks.items()}
     matte = matte * inside
     pose = head_pose(crop_landmarks)
-    notes += framing_notes(affine, inside, face_height(landmarks), pose)
+    notes += usability_notes(affine, inside, face_height(landmarks), pose)
     return Portrait(
         image=crop,
         landmarks=crop_landmarks,
