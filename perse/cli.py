@@ -12,6 +12,7 @@ from perse.errors import PerseError
 COMMAND_MODULES: list[str] = [
     "perse.ingest.cli",
     "perse.synth.cli",
+    "perse.avatar.cli",
     "perse.commands",
 ]
 

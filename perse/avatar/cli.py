@@ -1,0 +1,39 @@
+"""`perse train RUN [--resume]`: train the avatar of a run folder whose dataset is complete."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from perse.cli import add_config_args
+
+    parser = subparsers.add_parser(
+        "train", help="train the latent Gaussian avatar from RUN/dataset (checkpointed, resumable)",
+        description="Writes RUN/avatar/checkpoint.pt, config.json, holdout.json, previews/ and avatar.ply. "
+                    "Ctrl-C or SIGTERM saves a checkpoint; --resume continues from it.")
+    parser.add_argument("run", metavar="RUN", help="run folder holding dataset/meta.json (from `perse synth`)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/avatar/checkpoint.pt")
+    add_config_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    from perse.avatar.train import train
+    from perse.cli import config_from_args
+    from perse.events import CancelToken
+
+    cancel = CancelToken()
+    # Ctrl-C asks the trainer to stop after its current step; it then saves a checkpoint and raises
+    # Cancelled, which the CLI reports without a traceback.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.cancel())
+    try:
+        for event in train(args.run, config_from_args(args), cancel=cancel, resume=args.resume):
+            line = f"[{event.fraction * 100:5.1f}%] {event.message}"
+            if event.image:
+                line += f"  preview: {event.image}"
+            print(line, flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 0

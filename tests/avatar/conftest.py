@@ -1,0 +1,45 @@
+"""Shared avatar fixtures: a procedural dataset and avatars trained on it once per test session."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from perse.config import build_config
+from perse.testing.procedural import write_procedural_dataset
+
+# Toy scale (PERSE.md section 5): 64 px, <= 2k Gaussians, a few hundred steps.
+TRAIN_OVERRIDES = {"avatar.steps": 300, "avatar.num_gaussians": 1500, "avatar.checkpoint_every": 1000,
+                   "avatar.preview_every": 1000, "avatar.decoder_lr": 3e-3, "avatar.code_lr": 3e-2}
+
+
+def tiny_config(**overrides):
+    return build_config("tiny", overrides={"device": "cpu", **TRAIN_OVERRIDES, **overrides})
+
+
+@pytest.fixture(scope="session")
+def procedural_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("procedural")
+    write_procedural_dataset(run, size=64, frames=8, init_points=True, expression_range=0.5)
+    return run
+
+
+def _trained(procedural_run: Path, tmp_path_factory, name: str, **overrides) -> Path:
+    from perse.avatar.train import train
+
+    run = tmp_path_factory.mktemp(name)
+    shutil.copytree(procedural_run / "dataset", run / "dataset")
+    events = list(train(run, tiny_config(**overrides)))
+    assert events[-1].fraction == 1.0
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(procedural_run, tmp_path_factory) -> Path:
+    return _trained(procedural_run, tmp_path_factory, "trained")
+
+
+@pytest.fixture(scope="session")
+def trained_run_without_interp(procedural_run, tmp_path_factory) -> Path:
+    return _trained(procedural_run, tmp_path_factory, "trained_no_interp", **{"avatar.interp_weight": 0.0})
