@@ -106,3 +106,15 @@ def test_ply_export_caps_the_gaussian_count(run_dir, opened, tmp_path):
     assert count == 120 and len(read_ply(path)) == 120
     path, count = studio.export_ply(run_dir, latent, studio.View(), str(tmp_path / "all.ply"), None)
     assert count == 300 and len(read_ply(path)) == 300
+
+
+def test_transferred_codes_stay_where_the_decoder_was_trained(run_dir):
+    avatar = studio.AVATARS.get(run_dir)
+    mean, std = avatar.prior("hair")
+    learned = avatar.code("hair", 2)
+    assert torch.equal(studio.within_learned_codes(avatar, "hair", learned), learned)
+    far = mean + std * 50 * torch.ones_like(mean)
+    pulled = studio.within_learned_codes(avatar, "hair", far)
+    radius = max(((avatar.code("hair", k) - mean) / std).norm() for k in range(3))
+    assert torch.isclose(((pulled - mean) / std).norm(), radius)
+    assert torch.allclose((pulled - mean) / (pulled - mean).norm(), (far - mean) / (far - mean).norm(), atol=1e-5)

@@ -161,6 +161,22 @@ def edit(run_dir: str, latent: torch.Tensor, view: View, op: str = "render", cat
     return latent.cpu(), _render(avatar, latent, view)
 
 
+def within_learned_codes(avatar: Avatar, category: str, code: torch.Tensor) -> torch.Tensor:
+    """Pull a code back to the region the decoder was trained on: no farther from the category's prior
+    mean (in prior standard deviations) than its farthest learned code.
+
+    Avatar.fit_code has no prior term, and a photo unlike every training clip drives the code far out
+    (measured: 5-6x the learned codes' distance after 200 steps), where the decoder emits huge, streaky
+    Gaussians. Clamping keeps the direction the fit found and a plausible render.
+    """
+    mean, std = avatar.prior(category)
+    learned = torch.stack([avatar.code(category, k) for k in range(len(avatar.categories[category]))])
+    radius = ((learned - mean) / std).norm(dim=1).max()
+    z = (code.to(mean) - mean) / std
+    norm = z.norm()
+    return code if norm <= radius else mean + std * z * (radius / norm)
+
+
 def _reference_pose(run_dir: str) -> dict[str, float]:
     return json.loads((Path(run_dir) / "portrait.json").read_text())["head_pose"]
 
@@ -190,7 +206,7 @@ def transfer(run_dir: str, latent: torch.Tensor, photo: str, category: str, view
     reference = _reference_pose(run_dir)
     code = avatar.fit_code(image, mask, category, yaw=portrait.head_pose["yaw"] - reference["yaw"],
                            pitch=portrait.head_pose["pitch"] - reference["pitch"], steps=steps, base=latent)
-    latent = avatar.with_code(avatar.latent(latent), category, code)
+    latent = avatar.with_code(avatar.latent(latent), category, within_learned_codes(avatar, category, code))
     return latent.cpu(), _render(avatar, latent, view)
 
 

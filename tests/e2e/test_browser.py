@@ -143,6 +143,7 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         page.wait_for_function("old => document.querySelector('#avatar-view img')?.src !== old",
                                arg=before_src, timeout=90_000)
         page.locator("#studio").screenshot(path=shots / "07-transfer.png")
+        page.screenshot(path=shots / "08-whole-page.png", full_page=True)
 
         expect(page.locator("#status")).not_to_contain_text("Something went wrong")
         page.close()
