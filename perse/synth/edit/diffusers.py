@@ -81,7 +81,7 @@ class DiffusersEditor:
                                  f"synth.diffusers_model at a folder written by save_pretrained or at a hub id")
             dtype = torch.float16 if self.device == "cuda" else torch.float32
             try:
-                pipe = AutoPipelineForInpainting.from_pretrained(source, torch_dtype=dtype)
+                pipe = AutoPipelineForInpainting.from_pretrained(source, dtype=dtype)
             except (OSError, ValueError) as exc:
                 raise PerseError(f"cannot load the inpainting model '{self.model}' ({exc.__class__.__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}). Download it where a hub is "
