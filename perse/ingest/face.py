@@ -43,11 +43,13 @@ class FaceBox:
 
 
 def _downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    scale = min(1.0, max_side / max(rgb.shape[:2]))
-    if scale == 1.0:
+    """Shrink by a whole factor: OpenCV's area averaging is several times faster for integer ratios,
+    and the detector does not care whether the long side is 1024 or 800 px."""
+    factor = -(-max(rgb.shape[:2]) // max_side)
+    if factor == 1:
         return rgb, 1.0
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+    h, w = (rgb.shape[0] // factor) * factor, (rgb.shape[1] // factor) * factor
+    return cv2.resize(rgb[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA), 1.0 / factor
 
 
 def detect_faces(rgb: np.ndarray) -> list[FaceBox]:

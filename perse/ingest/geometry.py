@@ -41,23 +41,25 @@ def warp(image: np.ndarray, affine: np.ndarray, size: int, border: int) -> np.nd
     """Resample `image` (H, W[, C]) into the size x size crop; anti-aliased when the crop shrinks it."""
     scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
     if scale < MAX_WARP_SHRINK:
-        # Cut the photo region the crop covers (plus a margin for interpolation), shrink it with area
-        # averaging, then warp the small copy; photo edges stay where they are, so padding is unchanged.
+        # Cut the photo region the crop covers (plus a margin for interpolation), shrink it by a whole
+        # factor with area averaging (OpenCV's fast path), then warp the small copy at a scale of 2/3
+        # or more. Photo edges stay where they are, so the padding is unchanged.
+        factor = max(2, int(1.0 / scale))
         corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
         inverse = cv2.invertAffineTransform(affine)
         photo_corners = corners @ inverse[:, :2].T + inverse[:, 2]
-        margin = 2.0 / scale
+        margin = 2.0 * factor
         h, w = image.shape[:2]
         x0, y0 = np.clip(np.floor(photo_corners.min(0) - margin), 0, [w, h]).astype(int)
         x1, y1 = np.clip(np.ceil(photo_corners.max(0) + margin), 0, [w, h]).astype(int)
-        if x1 - x0 >= 2 and y1 - y0 >= 2:
-            factor = scale / MAX_WARP_SHRINK
-            region = image[y0:y1, x0:x1]
-            shrunk = cv2.resize(region, (max(2, round((x1 - x0) * factor)), max(2, round((y1 - y0) * factor))),
+        # Whole multiples of the factor, trimmed at the far side (never past the photo's edge).
+        x1, y1 = x0 + (x1 - x0) // factor * factor, y0 + (y1 - y0) // factor * factor
+        if x1 - x0 >= 2 * factor and y1 - y0 >= 2 * factor:
+            shrunk = cv2.resize(image[y0:y1, x0:x1], ((x1 - x0) // factor, (y1 - y0) // factor),
                                 interpolation=cv2.INTER_AREA)
-            fx, fy = shrunk.shape[1] / (x1 - x0), shrunk.shape[0] / (y1 - y0)
-            # Area resizing keeps pixel areas aligned: shrunk pixel q covers region pixels [q, q + 1] / f.
-            to_region = np.array([[1 / fx, 0, x0 + 0.5 / fx - 0.5], [0, 1 / fy, y0 + 0.5 / fy - 0.5]])
+            # Shrunk pixel q covers region pixels [q, q + 1] * factor; in OpenCV's centre convention
+            # its centre is at (q + 0.5) * factor - 0.5.
+            to_region = np.array([[factor, 0, x0 + 0.5 * factor - 0.5], [0, factor, y0 + 0.5 * factor - 0.5]])
             affine = affine @ np.vstack([to_region, [0, 0, 1]])
             image = shrunk
     return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)

@@ -106,7 +106,7 @@ def _to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
             rgb = (rgb.astype(np.float32) * alpha[:, :, None] + 255.0 * (1.0 - alpha[:, :, None]))
             return np.clip(rgb + 0.5, 0, 255).astype(np.uint8), alpha
         return np.ascontiguousarray(rgb), None
-    return np.asarray(image.convert("RGB")), None
+    return np.asarray(image if mode == "RGB" else image.convert("RGB")), None
 
 
 def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
