@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--values", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--keep", help="copy the edit contact sheet and a few clip previews here to look at")
     args = parser.parse_args()
     size, target = TARGETS[args.device]
     size = args.size or size
@@ -73,6 +74,12 @@ def main() -> int:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         cpu_seconds = time.process_time() - cpu_start
+        if args.keep:
+            keep = Path(args.keep)
+            keep.mkdir(parents=True, exist_ok=True)
+            dataset = work / "dataset"
+            for image in [dataset / "edits.png", *sorted((dataset / "previews").glob("*.png"))[:5]]:
+                shutil.copy(image, keep / f"synth-{args.device}-{size}-{image.name}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     final = events[-1].metrics
