@@ -40,6 +40,7 @@ SKIN_SAMPLE_MARGIN = 0.08  # skin is sampled this far inside the oval and away f
 SKIN_DISTANCE_FULL, SKIN_DISTANCE_NONE = 2.5, 3.5
 SKIN_L_TOLERANCE = 1.0
 SKIN_SIGMA_FLOOR = np.array([6.0, 3.0, 3.0])
+SKIN_SHADOW_TOLERANCE = 2.5  # the neck lies in the chin's shadow: darker skin still counts there
 # Final softening of every mask, in pixels at 512 px (scaled with the crop size).
 FEATHER_PX = 1.2
 
@@ -71,8 +72,12 @@ def _arc(loop: np.ndarray, indices: tuple[int, ...], start: int, end: int, throu
     return loop[forward]
 
 
-def skin_score(image: np.ndarray, sample: np.ndarray) -> np.ndarray:
-    """How skin-like each pixel is (0..1), against the colour statistics of pixels where `sample` > 0.5."""
+def skin_score(image: np.ndarray, sample: np.ndarray, shadow: float = 1.0) -> np.ndarray:
+    """How skin-like each pixel is (0..1), against the colour statistics of pixels where `sample` > 0.5.
+
+    `shadow` > 1 widens the lightness tolerance for pixels darker than the sample (skin in shadow,
+    e.g. under the chin) without admitting brighter ones (a white collar).
+    """
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     pixels = lab[sample > 0.5]
     if len(pixels) < 16:
@@ -80,7 +85,9 @@ def skin_score(image: np.ndarray, sample: np.ndarray) -> np.ndarray:
     median = np.median(pixels, axis=0)
     sigma = np.maximum(1.4826 * np.median(np.abs(pixels - median), axis=0), SKIN_SIGMA_FLOOR)
     sigma[0] *= SKIN_L_TOLERANCE
-    distance = np.sqrt((((lab - median) / sigma) ** 2).sum(axis=2))
+    deviation = (lab - median) / sigma
+    deviation[:, :, 0] /= np.where(deviation[:, :, 0] < 0, shadow, 1.0)
+    distance = np.sqrt((deviation ** 2).sum(axis=2))
     score = np.clip((SKIN_DISTANCE_NONE - distance) / (SKIN_DISTANCE_NONE - SKIN_DISTANCE_FULL), 0.0, 1.0)
     # Blur away single-pixel speckle (pores, noise) so decisions follow areas, not pixels.
     return cv2.GaussianBlur(score, (0, 0), 1.0)
@@ -168,7 +175,7 @@ def region_masks(image: np.ndarray, landmarks: np.ndarray, matte: np.ndarray) ->
     half = (lower_jaw[:, 0].max() - lower_jaw[:, 0].min()) / 2 * NECK_TAPER
     neck_zone = _fill([np.concatenate([lower_jaw, [[center_x - half, neck_bottom], [center_x + half, neck_bottom]]])],
                       size)
-    neck = neck_zone * (1 - oval) * matte * skin
+    neck = neck_zone * (1 - oval) * matte * skin_score(image, sample, shadow=SKIN_SHADOW_TOLERANCE)
 
     # Clothes: the person below a collar line that runs from the image sides (below the chin) up to the
     # jaw corners and along the jaw; the neck is cut out of it where it is skin.
