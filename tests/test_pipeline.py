@@ -1,6 +1,7 @@
 """End to end on a real portrait at tiny scale: every output exists, a report metric recomputed
 independently matches, and re-runs skip exactly the stages whose inputs did not change."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +10,7 @@ import torch
 from perse.config import build_config
 from perse.pipeline import run
 
-from conftest import PORTRAITS
-
-PHOTO = PORTRAITS / "obama.jpg"
+PHOTO = Path(__file__).resolve().parents[1] / "assets" / "obama.jpg"
 FAST = ["avatar.steps=40", "avatar.checkpoint_every=20", "avatar.preview_every=20", "synth.frames=6",
         "avatar.holdout_every=3", "export.turntable_frames=4", "export.interp_frames=4"]
 
