@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+# On a ZeroGPU Space, spaces must patch torch before anything imports it.
+import spaces  # noqa: F401  (isort: skip)
 import gradio as gr
 
 from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
