@@ -193,7 +193,7 @@ def main() -> None:
     demo = build(handlers)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
-                css=CSS, allowed_paths=[str(handlers.root.root)], show_error=False)
+                css=CSS, allowed_paths=[str(handlers.root.root), str(ASSETS)], show_error=False)
 
 
 if __name__ == "__main__":
