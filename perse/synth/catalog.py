@@ -102,7 +102,7 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
               {"round": 2.6, "aspect": 0.82, "droop": 0.35, "lift": 0.0, "size": 0.9, "frame": 0.009,
                "frame_color": (0.80, 0.80, 0.82), "tint": (0.16, 0.13, 0.09), "tint_opacity": 0.82}),
         Value("cat-eye glasses", "red cat-eye glasses",
-              {"round": 3.5, "aspect": 0.62, "droop": 0.0, "lift": 0.45, "size": 0.86, "frame": 0.022,
+              {"round": 2.6, "aspect": 0.58, "droop": 0.0, "lift": 0.9, "size": 0.86, "frame": 0.022,
                "frame_color": (0.62, 0.06, 0.08), "tint": (1.0, 1.0, 1.0), "tint_opacity": 0.0}),
         Value("blue tinted glasses", "round blue tinted glasses",
               {"round": 2.2, "aspect": 0.85, "droop": 0.0, "lift": 0.0, "size": 0.82, "frame": 0.014,

@@ -9,6 +9,7 @@ from perse.cli import main
 from perse.config import build_config
 from perse.dataset import read_dataset
 from perse.errors import ConfigError, PerseError
+from perse.ingest.portrait import Portrait
 from perse.synth import run_synth
 from perse.synth.catalog import CATALOG
 from perse.synth.edit.parametric import ParametricEditor
@@ -55,7 +56,7 @@ def test_run_synth_writes_a_valid_dataset_and_skips_it_next_time(run_dir):
         assert len(cloud["points"]) > 500
 
     # An exact pair target is the editor's image at that strength, composited like the frames.
-    portrait = resize_portrait(__import__("perse.ingest.portrait", fromlist=["Portrait"]).Portrait.load(run_dir), 64)
+    portrait = resize_portrait(Portrait.load(run_dir), 64)
     pair = next(p for p in meta.pairs if p.category == "hair" and p.t == 0.25)
     value = CATALOG["hair"].value(meta.categories["hair"][1])
     expected = ParametricEditor(seed=config.seed).edit(portrait, CATALOG["hair"], value, 0.25)

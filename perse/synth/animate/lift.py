@@ -253,7 +253,7 @@ class LiftAnimator:
         self.stride = stride
         if self.size % self.stride:
             raise PerseError(f"lift animator: image size {self.size} is not a multiple of the splat stride {self.stride}")
-        self.batch = batch or (32 if self.device.type == "cuda" else 4)
+        self.batch = batch or (32 if self.device.type == "cuda" or renderer == "splat" else 4)
         F.validate_landmarks(portrait.landmarks, self.size, f"portrait {portrait.source or '(in memory)'}")
         self.geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), self.size, self.fov_deg, self.stride)
         self.K = cam.intrinsics(self.size, self.fov_deg)

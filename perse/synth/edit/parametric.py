@@ -139,7 +139,20 @@ def _skin_likeness(ctx: _Context) -> np.ndarray:
 # --- kinds -------------------------------------------------------------------------------------------
 
 def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    mask = ctx.mask("hair") * (1 - _skin_likeness(ctx)) * (1 - ctx.mask("ears", "face_skin"))
+    hair = ctx.mask("hair") * (1 - ctx.mask("ears", "face_skin"))
+    # Bangs: region masks drawn from landmarks count the upper forehead as skin even where hair falls
+    # over it; there, a pixel whose colour is nearer the hair's than the skin's is hair.
+    _, yy = ctx.grid()
+    unit = ctx.face.face_height
+    lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
+    skin_lab = _median_inside(lab, ctx.mask("face_skin"), None)
+    hair_lab = _median_inside(lab, hair, None)
+    bangs = np.zeros_like(hair)
+    if skin_lab is not None and hair_lab is not None:
+        closer = np.linalg.norm(lab - skin_lab, axis=-1) - np.linalg.norm(lab - hair_lab, axis=-1)
+        forehead = ctx.mask("face_skin") * _smoothstep(ctx.face.brow_top - 0.02 * unit, ctx.face.brow_top - 0.08 * unit, yy)
+        bangs = forehead * _smoothstep(0.0, 8.0, closer)
+    mask = np.maximum(hair, bangs) * (1 - _skin_likeness(ctx))
     shading = _relative_shading(ctx.image, mask, gain=0.85)
     color = np.asarray(spec["color"], np.float32) * shading[..., None]
     color = color + float(spec["shine"]) * 0.35 * np.clip(shading - 1.2, 0.0, 1.0)[..., None]
