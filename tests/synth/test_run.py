@@ -107,3 +107,19 @@ def test_cli_writes_the_dataset_and_reports_bad_input(run_dir, capsys):
     code = main(["synth", str(run_dir), "--preset", "tiny", "--categories", "lips", "--values", "9", "--force"])
     assert code == 2
     assert "Lower --values" in capsys.readouterr().err
+
+
+def test_cancel_stops_between_clips_and_leaves_no_dataset(run_dir):
+    from perse.dataset import is_complete
+    from perse.errors import Cancelled
+    from perse.events import CancelToken
+
+    token = CancelToken()
+    events = run_synth(run_dir, build_config("tiny", overrides=OVERRIDES), cancel=token)
+    first, second = next(events), next(events)
+    assert second.metrics["clip"] == "source" and first.fraction == 0.0
+    token.cancel()
+    with pytest.raises(Cancelled):
+        list(events)
+    assert not is_complete(run_dir)
+    assert not (run_dir / "dataset" / "clips" / "glasses-1").exists()

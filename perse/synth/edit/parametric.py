@@ -144,15 +144,21 @@ def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
     # over it; there, a pixel whose colour is nearer the hair's than the skin's is hair.
     _, yy = ctx.grid()
     unit = ctx.face.face_height
-    lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
-    skin_lab = _median_inside(lab, ctx.mask("face_skin"), None)
-    hair_lab = _median_inside(lab, hair, None)
+    # Colour statistics of sure skin: the cheeks, below the eyes, where no hair falls.
+    cheeks = (ctx.mask("face_skin") > 0.5) & (yy > ctx.face.eye_center("right")[1] + 0.05 * unit)
     bangs = np.zeros_like(hair)
-    if skin_lab is not None and hair_lab is not None:
-        closer = np.linalg.norm(lab - skin_lab, axis=-1) - np.linalg.norm(lab - hair_lab, axis=-1)
+    if cheeks.sum() > 8:
+        lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
+        # Averaged over a small neighbourhood, so a strand's highlight counts with its strand.
+        lab = cv2.GaussianBlur(lab, (0, 0), max(0.7, 0.02 * unit))
+        skin = np.median(lab[cheeks], axis=0)
+        spread = lab[cheeks].std(axis=0) + 1.0
+        # Hair over the forehead is darker than the cheeks or of another hue, by several skin spreads.
+        darker = (skin[0] - lab[..., 0]) / spread[0]
+        hue = np.linalg.norm((lab[..., 1:] - skin[1:]) / spread[1:], axis=-1)
         forehead = ctx.mask("face_skin") * _smoothstep(ctx.face.brow_top - 0.02 * unit, ctx.face.brow_top - 0.08 * unit, yy)
-        bangs = forehead * _smoothstep(0.0, 8.0, closer)
-    mask = np.maximum(hair, bangs) * (1 - _skin_likeness(ctx))
+        bangs = forehead * _smoothstep(2.0, 3.5, np.maximum(darker, hue))
+    mask = np.maximum(hair * (1 - _skin_likeness(ctx)), bangs)
     shading = _relative_shading(ctx.image, mask, gain=0.85)
     color = np.asarray(spec["color"], np.float32) * shading[..., None]
     color = color + float(spec["shine"]) * 0.35 * np.clip(shading - 1.2, 0.0, 1.0)[..., None]
