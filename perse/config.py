@@ -131,6 +131,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "avatar.steps": 200,
         "avatar.decoder_width": 64,
         "avatar.batch_frames": 2,
+        # A few hundred steps: the decoder and codes must move faster than over a 3000-step GPU run.
+        "avatar.decoder_lr": 3e-3,
+        "avatar.code_lr": 3e-2,
         "avatar.checkpoint_every": 100,
         "avatar.preview_every": 50,
         "export.interp_frames": 8,

@@ -54,11 +54,11 @@ def write_ply(path: Path | str, gaussians: Gaussians, max_gaussians: int | None 
 
 def read_ply(path: Path | str) -> Gaussians:
     """Read a 3DGS .ply (ours or another tool's; higher SH bands are ignored) back into Gaussians."""
-    from plyfile import PlyData
+    from plyfile import PlyData, PlyParseError
 
     try:
         vertex = PlyData.read(str(path))["vertex"]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, PlyParseError) as exc:
         raise PerseError(f"{path}: not a readable Gaussian-splat .ply ({exc})") from exc
     missing = [name for name in FIELDS[:3] + FIELDS[6:] if name not in vertex.data.dtype.names]
     if missing:
