@@ -123,3 +123,20 @@ def test_cancel_stops_between_clips_and_leaves_no_dataset(run_dir):
         list(events)
     assert not is_complete(run_dir)
     assert not (run_dir / "dataset" / "clips" / "glasses-1").exists()
+
+
+def test_morph_targets_and_odd_sizes_through_run_synth(run_dir):
+    overrides = {**OVERRIDES, "synth.categories": "lips", "synth.frames": 2, "synth.size": 72,
+                 "synth.interp": "morph", "synth.interp_ts": "0.5"}
+    list(run_synth(run_dir, build_config("tiny", overrides=overrides)))
+    dataset = read_dataset(run_dir)
+    assert dataset.meta.image_size == 72 and dataset.meta.extra["interp"] == "morph"
+    (pair,) = dataset.meta.pairs
+    assert pair.clip_a == "source" and pair.clip_b == "lips-1" and pair.t == 0.5
+    lips = dataset.pair_mask(pair) > 0.5
+    source = dataset.frame_image(dataset.clips["source"], dataset.clips["source"].frames[0])
+    edited = dataset.frame_image(dataset.clips["lips-1"], dataset.clips["lips-1"].frames[0])
+    middle = dataset.pair_image(pair)
+    # Halfway between the unedited and the lipstick look where the lips are.
+    between = np.abs(middle - source)[lips].mean() / max(np.abs(edited - source)[lips].mean(), 1e-6)
+    assert 0.25 < between < 0.75
