@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -27,7 +28,7 @@ def device_name(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} ({__import__('os').cpu_count()} CPUs)"
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
 
 
 def main() -> int:
@@ -68,6 +69,7 @@ def main() -> int:
         shutil.rmtree(work / "dataset")
         if args.device == "cuda":
             torch.cuda.synchronize()
+        load_before = os.getloadavg()[0]
         start, cpu_start = time.perf_counter(), time.process_time()
         events = list(run_synth(work, config))
         if args.device == "cuda":
@@ -89,6 +91,8 @@ def main() -> int:
         "frames": args.frames, "clips": final["clips"], "pairs": final["pairs"],
         "frames_kept": final["kept"], "frames_dropped": final["dropped"],
         "seconds": round(seconds, 2), "process_cpu_seconds": round(cpu_seconds, 2),
+        # Other programs' load inflates the wall time on a shared machine: record it beside the result.
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
         "phases_seconds": final["phases"],
         "target_seconds": target if size == TARGETS[args.device][0] else None,
         "renderer": config.synth.lift_renderer, "identity": config.synth.identity,
