@@ -58,12 +58,16 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
         Value("tan skin", "sun tanned skin", {"color": (0.72, 0.50, 0.35)}),
         Value("deep brown skin", "deep brown skin", {"color": (0.42, 0.27, 0.19)}),
         Value("olive skin", "olive skin tone", {"color": (0.74, 0.60, 0.42)}),
+        Value("rosy skin", "rosy pink skin", {"color": (0.90, 0.68, 0.64)}),
+        Value("dark skin", "dark brown skin", {"color": (0.30, 0.19, 0.14)}),
     )),
     Category("lips", "lipstick", ("lips",), (
         Value("red lipstick", "classic red lipstick", {"color": (0.72, 0.04, 0.10), "opacity": 0.9, "gloss": 0.35}),
         Value("pink lipstick", "glossy pink lipstick", {"color": (0.93, 0.40, 0.58), "opacity": 0.85, "gloss": 0.5}),
         Value("berry lipstick", "dark berry lipstick", {"color": (0.38, 0.05, 0.18), "opacity": 0.9, "gloss": 0.2}),
         Value("coral lipstick", "coral lipstick", {"color": (0.95, 0.42, 0.32), "opacity": 0.8, "gloss": 0.4}),
+        Value("nude lipstick", "nude beige lipstick", {"color": (0.80, 0.55, 0.47), "opacity": 0.8, "gloss": 0.3}),
+        Value("dark red lipstick", "dark wine red lipstick", {"color": (0.42, 0.02, 0.06), "opacity": 0.92, "gloss": 0.3}),
     )),
     # thickness: brow height relative to the detected brow; the brow is redrawn from its landmarks.
     Category("eyebrows", "brows", ("brows",), (
@@ -75,8 +79,12 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
               {"color": (0.18, 0.12, 0.09), "thickness": 0.55, "density": 0.9, "arch": 0.35}),
         Value("bushy gray eyebrows", "bushy gray eyebrows",
               {"color": (0.62, 0.62, 0.62), "thickness": 1.5, "density": 1.0}),
+        Value("straight black eyebrows", "straight bold black eyebrows",
+              {"color": (0.03, 0.03, 0.03), "thickness": 1.25, "density": 1.0, "arch": -0.25}),
+        Value("red eyebrows", "ginger red eyebrows",
+              {"color": (0.60, 0.24, 0.10), "thickness": 1.1, "density": 0.9}),
     )),
-    # coverage: which part of the beard area grows hair; length: strand length (face heights);
+    # coverage: which part of the beard area grows hair (full | goatee | moustache); length: strand length (face heights);
     # drop: how far below the chin the beard hangs (face heights). color None = from the brows.
     Category("beard", "beard", ("beard",), (
         Value("stubble", "light stubble", {"coverage": "full", "density": 0.7, "length": 0.012,
@@ -87,6 +95,10 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
                                                  "opacity": 0.97, "drop": 0.14, "color": None}),
         Value("goatee", "goatee and moustache", {"coverage": "goatee", "density": 1.0, "length": 0.04,
                                                  "opacity": 0.92, "drop": 0.05, "color": None}),
+        Value("moustache", "thick moustache", {"coverage": "moustache", "density": 1.0, "length": 0.035,
+                                               "opacity": 0.95, "drop": 0.0, "color": None}),
+        Value("gray full beard", "full gray beard", {"coverage": "full", "density": 1.0, "length": 0.06,
+                                                      "opacity": 0.97, "drop": 0.14, "color": (0.66, 0.65, 0.63)}),
     )),
     # Lens shape: superellipse exponent `round` (2 = ellipse, large = rectangle), `aspect` height/width,
     # `droop` (aviator: lower outer corner hangs), `lift` (cat-eye: outer top corner rises); `size`
@@ -107,6 +119,9 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
         Value("blue tinted glasses", "round blue tinted glasses",
               {"round": 2.2, "aspect": 0.85, "droop": 0.0, "lift": 0.0, "size": 0.82, "frame": 0.014,
                "frame_color": (0.15, 0.15, 0.18), "tint": (0.25, 0.45, 0.85), "tint_opacity": 0.45}),
+        Value("round sunglasses", "round black sunglasses",
+              {"round": 2.0, "aspect": 0.95, "droop": 0.0, "lift": 0.0, "size": 0.8, "frame": 0.016,
+               "frame_color": (0.05, 0.05, 0.05), "tint": (0.05, 0.05, 0.06), "tint_opacity": 0.88}),
     )),
     # style: knit | fedora | cap; `brim` brim half-width beyond the crown (head widths); `low` how far
     # the hat comes down the forehead (0 = hairline, 1 = brows); `height` crown height (face heights).
@@ -119,6 +134,10 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
               {"style": "cap", "color": (0.10, 0.14, 0.32), "brim": 0.0, "low": 0.25, "height": 0.36}),
         Value("gray knit beanie", "gray wool beanie",
               {"style": "knit", "color": (0.55, 0.55, 0.56), "brim": 0.0, "low": 0.5, "height": 0.4}),
+        Value("black baseball cap", "black baseball cap",
+              {"style": "cap", "color": (0.05, 0.05, 0.06), "brim": 0.0, "low": 0.25, "height": 0.36}),
+        Value("green knit beanie", "dark green knitted beanie",
+              {"style": "knit", "color": (0.10, 0.35, 0.18), "brim": 0.0, "low": 0.55, "height": 0.42}),
     )),
     # style: hoop | stud | drop; `size` (face heights); colours of metal and gem.
     Category("earrings", "earrings", ("ears", "hair", "neck"), (
@@ -130,6 +149,10 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
               {"style": "drop", "size": 0.07, "color": (0.82, 0.83, 0.86), "gem": (0.15, 0.35, 0.85)}),
         Value("silver hoop earrings", "small silver hoop earrings",
               {"style": "hoop", "size": 0.085, "color": (0.82, 0.83, 0.86), "gem": (0.82, 0.83, 0.86)}),
+        Value("gold stud earrings", "small gold stud earrings",
+              {"style": "stud", "size": 0.03, "color": (0.93, 0.74, 0.30), "gem": (0.93, 0.74, 0.30)}),
+        Value("gold drop earrings", "gold drop earrings with red gems",
+              {"style": "drop", "size": 0.07, "color": (0.93, 0.74, 0.30), "gem": (0.75, 0.05, 0.10)}),
     )),
 )}
 

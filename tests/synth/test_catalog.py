@@ -36,3 +36,12 @@ def test_sampler_is_seeded_and_each_category_has_its_own_stream():
 def test_sampler_rejects_bad_requests_with_specific_messages(categories, count, words):
     with pytest.raises(ConfigError, match=words):
         sample_values(categories, count, seed=0)
+
+
+def test_every_preset_can_draw_its_values_for_its_categories():
+    from perse.config import PRESETS, build_config
+
+    for preset in PRESETS:
+        config = build_config(preset)
+        chosen = sample_values(config.synth.categories, config.synth.values, config.seed)
+        assert all(len(values) == config.synth.values for values in chosen.values())

@@ -245,9 +245,13 @@ def _beard(ctx: _Context, spec: dict[str, Any]) -> Layer:
     area = area * (1 - ctx.mask("lips", "mouth_interior"))
     xx, yy = ctx.grid()
     mouth_x = float(ctx.face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean())
-    if spec["coverage"] == "goatee":
-        half_width = 0.62 * abs(ctx.face.xy[F.MOUTH_LEFT, 0] - ctx.face.xy[F.MOUTH_RIGHT, 0])
+    half_width = 0.62 * abs(ctx.face.xy[F.MOUTH_LEFT, 0] - ctx.face.xy[F.MOUTH_RIGHT, 0])
+    if spec["coverage"] in ("goatee", "moustache"):
         area = area * (1 - _smoothstep(half_width * 0.85, half_width * 1.15, np.abs(xx - mouth_x)))
+    if spec["coverage"] == "moustache":
+        # Only above the mouth corners: the philtrum and the upper lip's edge (the lips stay bare).
+        corners_y = float(ctx.face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 1].mean())
+        area = area * _smoothstep(corners_y + 0.01 * unit, corners_y - 0.01 * unit, yy)
     drop = int(round(float(spec["drop"]) * unit))
     if drop > 0:
         # Hang the beard below the jaw: grow the area straight down, tapering towards the bottom.
