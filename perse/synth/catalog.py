@@ -66,7 +66,7 @@ CATALOG: dict[str, Category] = {c.name: c for c in (
         Value("pink lipstick", "glossy pink lipstick", {"color": (0.93, 0.40, 0.58), "opacity": 0.85, "gloss": 0.5}),
         Value("berry lipstick", "dark berry lipstick", {"color": (0.38, 0.05, 0.18), "opacity": 0.9, "gloss": 0.2}),
         Value("coral lipstick", "coral lipstick", {"color": (0.95, 0.42, 0.32), "opacity": 0.8, "gloss": 0.4}),
-        Value("nude lipstick", "nude beige lipstick", {"color": (0.88, 0.66, 0.57), "opacity": 0.9, "gloss": 0.3}),
+        Value("peach lipstick", "peach orange lipstick", {"color": (0.98, 0.58, 0.36), "opacity": 0.9, "gloss": 0.4}),
         Value("dark red lipstick", "dark wine red lipstick", {"color": (0.42, 0.02, 0.06), "opacity": 0.92, "gloss": 0.3}),
     )),
     # thickness: brow height relative to the detected brow; the brow is redrawn from its landmarks.
