@@ -117,7 +117,7 @@ class AvatarModel(nn.Module):
 
     def latent(self, code_indices: torch.Tensor) -> torch.Tensor:
         """(B, n_categories) code indices -> (B, latent_size) latents."""
-        return torch.cat([table[code_indices[:, c]] for c, table in enumerate(self.codes)], dim=-1)
+        return torch.cat([table.index_select(0, code_indices[:, c]) for c, table in enumerate(self.codes)], dim=-1)
 
     def canonical(self) -> Gaussians:
         """The undecoded Gaussians (what initialisation and densification act on)."""

@@ -244,12 +244,14 @@ def _render_torch(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) -
         first[1:] = pixel[1:] != pixel[:-1]
         segment = torch.cumsum(first, 0) - 1
         starts = first.nonzero()[:, 0]
-    rows = table[gid]
+    # index_select (not fancy indexing): its backward is index_add, which is reproducible on CPU, where
+    # the accumulating index_put behind `table[gid]` is not.
+    rows = table.index_select(0, gid)
     _, alpha = pair_alpha(rows, pixel)
     # Double precision: the running sum spans every pair of the image, and pixels read differences of it.
     log_t = torch.log1p(-alpha.double())
     exclusive = torch.cumsum(log_t, 0) - log_t
-    before = (exclusive - exclusive[starts][segment]).to(alpha.dtype)
+    before = (exclusive - exclusive.index_select(0, starts).index_select(0, segment)).to(alpha.dtype)
     with torch.no_grad():
         # gsplat stops a pixel before the Gaussian that would bring transmittance to T_MIN or below.
         live = (before + torch.log1p(-alpha.detach())) > math.log(T_MIN)
