@@ -229,6 +229,8 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
                 clip_order.append(clip_id)
                 done += 1
                 note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
+                if (np.abs(result.image - source_image).max(-1) > 2.5 / 255).mean() < 1e-3:
+                    note += f" (the edit changed almost nothing: does the portrait show its {name} region?)"
                 yield Progress("synth", done / units, f"{name} = {value.label}: kept {kept}/{count} frames{note}",
                                image=str(preview), metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
 
