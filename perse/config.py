@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,9 @@ class SynthConfig:
     values: int = 3
     frames: int = 32
     size: int = 512
-    identity_threshold: float = 0.5
+    # Frames scoring below this are dropped; None uses the chosen scorer's own same-person threshold
+    # (the backends' similarity scales differ: dlib 0.5, ArcFace 0.3).
+    identity_threshold: float | None = None
     interp_ts: tuple[float, ...] = (1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)
     diffusers_model: str = "stabilityai/stable-diffusion-2-inpainting"
     diffusers_steps: int = 25
@@ -154,6 +157,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Turn a string/JSON value into the declared field type."""
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""}):
+            return None
+        return _coerce(value, inner, key)
     if origin is tuple:
         (item_type, *_rest) = typing.get_args(annotation)
         items = value.split(",") if isinstance(value, str) else list(value)

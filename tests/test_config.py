@@ -50,3 +50,9 @@ def test_bad_file_and_preset(tmp_path):
         build_config("fast", tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         build_config("huge")
+
+
+def test_optional_values_accept_none_and_numbers():
+    assert build_config("fast").synth.identity_threshold is None
+    assert build_config("fast", overrides=["synth.identity_threshold=0.3"]).synth.identity_threshold == 0.3
+    assert build_config("fast", overrides=["synth.identity_threshold=none"]).synth.identity_threshold is None

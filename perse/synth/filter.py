@@ -20,8 +20,10 @@ class IdentityFilter:
     threshold: float
 
     @classmethod
-    def for_portrait(cls, scorer: Any, image: np.ndarray, landmarks: np.ndarray, threshold: float) -> "IdentityFilter":
-        return cls(scorer, scorer.embed(image, landmarks), float(threshold))
+    def for_portrait(cls, scorer: Any, image: np.ndarray, landmarks: np.ndarray,
+                     threshold: float | None) -> "IdentityFilter":
+        """`threshold` None: the scorer's own same-person threshold (each backend has its own scale)."""
+        return cls(scorer, scorer.embed(image, landmarks), float(scorer.threshold if threshold is None else threshold))
 
     def scores(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
         embeddings = self.scorer.embed_batch(list(images), list(landmarks))

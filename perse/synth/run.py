@@ -147,7 +147,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
             "init_points": INIT_POINTS,
             "background": list(background),
             "editor": syn.editor, "animator": syn.animator, "interp": interp,
-            "identity": {"backend": syn.identity, "threshold": syn.identity_threshold},
+            "identity": {"backend": syn.identity, "threshold": identity.threshold},
             "pivot": animator.pivot.tolist(),
             "motion": {"yaw_deg": script.yaw.tolist(), "pitch_deg": script.pitch.tolist()},
         },
@@ -264,6 +264,6 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     total = totals["kept"] + totals["dropped"]
     yield Progress("synth", 1.0,
                    f"dataset written: {n_clips} clips, {len(pair_order)} pairs, kept {totals['kept']}/{total} frames "
-                   f"(identity >= {syn.identity_threshold}) in {elapsed:.1f} s",
+                   f"(identity >= {identity.threshold}) in {elapsed:.1f} s",
                    image=str(sheet), metrics={**totals, "clips": n_clips, "pairs": len(pair_order), "seconds": elapsed,
                                               "phases": {k: round(v, 3) for k, v in timer.seconds.items()}})
