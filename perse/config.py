@@ -99,6 +99,8 @@ class ExportConfig:
     interp_frames: int = 24
     turntable_frames: int = 48
     web_ply_max_gaussians: int = 60_000
+    # Turntable formats: GIF plays everywhere (and in the report); MP4 needs imageio-ffmpeg's encoder.
+    turntable_formats: tuple[str, ...] = ("gif", "mp4")
 
 
 @dataclass

@@ -87,14 +87,14 @@ def _logged(events: Iterator[Progress], log: Path) -> Iterator[Progress]:
             yield event
 
 
-def _outputs_valid(stage: str, run: Path) -> bool:
+def _outputs_valid(stage: str, run: Path, config: PipelineConfig) -> bool:
     from perse.export.run import exports_complete
 
     checks: dict[str, Callable[[Path], bool]] = {
         "ingest": is_ingested,
         "synth": is_complete,
         "train": has_trained_avatar,
-        "export": exports_complete,
+        "export": lambda r: exports_complete(r, config),
         "metrics": lambda r: (r / "report.json").exists(),
     }
     return checks[stage](run)
@@ -116,7 +116,7 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
     state = RunState(run_dir)
 
     def stage(name: str, work: Callable[[], Iterator[Progress] | None]) -> Iterator[Progress]:
-        if state.is_done(name, keys[name]) and _outputs_valid(name, run_dir):
+        if state.is_done(name, keys[name]) and _outputs_valid(name, run_dir, config):
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
             return
         if state.done.get(name) not in (None, keys[name]):

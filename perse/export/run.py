@@ -1,6 +1,6 @@
 """The export stage of a run: what a user takes away from a trained avatar.
 
-<run>/renders/turntable.gif|.mp4     the source look, head turning and nodding
+<run>/renders/turntable.<format>     the source look, head turning and nodding (export.turntable_formats)
 <run>/renders/interp_<category>.gif  source -> every value of the category and back, one loop
 <run>/renders/samples.png            random looks drawn from the fitted prior
 <run>/avatar/avatar.ply              standard 3DGS file of the source look (written by training)
@@ -26,18 +26,18 @@ def renders_dir(run: Path) -> Path:
     return Path(run) / "renders"
 
 
-def expected_exports(run: Path, categories: list[str]) -> list[Path]:
+def expected_exports(run: Path, categories: list[str], config: PipelineConfig) -> list[Path]:
     folder = renders_dir(run)
-    return ([folder / "turntable.gif", folder / "turntable.mp4", folder / "samples.png"]
+    return ([folder / f"turntable.{fmt}" for fmt in config.export.turntable_formats] + [folder / "samples.png"]
             + [folder / f"interp_{name}.gif" for name in categories])
 
 
-def exports_complete(run: Path) -> bool:
+def exports_complete(run: Path, config: PipelineConfig) -> bool:
     try:
         categories = read_dataset(run, check_files=False).category_names
     except DatasetError:
         return False
-    return all(path.exists() for path in expected_exports(run, categories))
+    return all(path.exists() for path in expected_exports(run, categories, config))
 
 
 def value_path_frames(avatar: Avatar, category: str, steps_per_value: int, size: int | None = None) -> list[np.ndarray]:
@@ -69,9 +69,8 @@ def export_run(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken 
 
     yield Progress("export", 0.0, "rendering the turntable")
     frames = turntable_frames(avatar, frames=cfg.turntable_frames)
-    write_video(folder / "turntable.mp4", frames, fps=cfg.fps)
-    gif = write_video(folder / "turntable.gif", frames, fps=cfg.fps)
-    yield Progress("export", 1 / total, "turntable written", clip=str(gif))
+    written = [write_video(folder / f"turntable.{fmt}", frames, fps=cfg.fps) for fmt in cfg.turntable_formats]
+    yield Progress("export", 1 / total, "turntable written", clip=str(written[0]) if written else None)
 
     for done, category in enumerate(categories, start=2):
         cancel.check()
