@@ -10,8 +10,7 @@ from perse.config import build_config
 from perse.testing.procedural import write_procedural_dataset
 
 # Toy scale (PERSE.md section 5): 64 px, <= 2k Gaussians, a few hundred steps.
-TRAIN_OVERRIDES = {"avatar.steps": 300, "avatar.num_gaussians": 1500, "avatar.checkpoint_every": 1000,
-                   "avatar.preview_every": 1000, "avatar.decoder_lr": 3e-3, "avatar.code_lr": 3e-2}
+TRAIN_OVERRIDES = {"avatar.steps": 400, "avatar.checkpoint_every": 1000, "avatar.preview_every": 1000}
 
 
 def tiny_config(**overrides):
