@@ -63,6 +63,16 @@ def bench_gpu(run: Path, steps: int, frames: int) -> dict:
         trainer.step()
     sync("cuda")
     results["train_step_ms"] = (time.perf_counter() - t0) / timed * 1000
+    results["train_step_ms_per_frame"] = results["train_step_ms"] / config.avatar.batch_frames
+    # Stage 2 steps also render a batch of interpolation pairs.
+    trainer.step_index = int(config.avatar.interp_start * steps)
+    trainer.step()
+    sync("cuda")
+    t0 = time.perf_counter()
+    for _ in range(timed):
+        trainer.step()
+    sync("cuda")
+    results["train_step_stage2_ms"] = (time.perf_counter() - t0) / timed * 1000
     trainer.save()
     avatar = Avatar.load(run, "cuda")
     camera = avatar.camera(yaw=10.0)

@@ -195,11 +195,18 @@ def make_optimizer(model: AvatarModel, config) -> torch.optim.Optimizer:
 
 def code_prior(model: AvatarModel, std: float) -> torch.Tensor:
     """Each category's codes should look like draws from N(0, std^2): zero mean, std per dimension."""
-    loss = model.means.new_zeros(())
+    # Categories with the same number of values (usually all) are scored as one stacked tensor: a
+    # handful of kernels per step instead of a handful per category.
+    groups: dict[int, list[torch.Tensor]] = {}
     for table in model.codes:
-        loss = loss + (table.mean(0) / std).pow(2).mean()
-        if table.shape[0] > 1:
-            loss = loss + (table.std(0, unbiased=False) / std - 1).pow(2).mean()
+        groups.setdefault(table.shape[0], []).append(table)
+    loss = model.means.new_zeros(())
+    for rows, tables in groups.items():
+        stacked = torch.stack(tables)  # (categories, rows, latent_dim)
+        per_category = (stacked.mean(1) / std).pow(2).mean(-1)
+        if rows > 1:
+            per_category = per_category + (stacked.std(1, unbiased=False) / std - 1).pow(2).mean(-1)
+        loss = loss + per_category.sum()
     return loss / len(model.codes)
 
 
