@@ -111,3 +111,23 @@ def test_relocation_moves_faint_gaussians_onto_busy_ones(procedural_run):
     assert torch.isin(model.opacity_logits[:50].detach(), model.opacity_logits[100:110].detach()).all()
     assert (model.opacity_logits[:50] > -5).all()
     assert torch.equal(model.means.detach()[50:100], before[50:100])
+
+
+def test_ellipsoid_initialisation_fits_the_mattes(tmp_path):
+    """Without a point cloud the head is an ellipsoid fitted to the most frontal matte."""
+    from perse.avatar.train import Trainer
+    from perse.camera import project
+    from perse.testing.procedural import write_procedural_dataset
+
+    write_procedural_dataset(tmp_path, size=64, frames=3, categories=("hair",), pair_ts=(0.5,))
+    trainer = Trainer(tmp_path, tiny_config(**SHORT), "cpu")
+    frames = trainer.frames
+    frontal = int(torch.argmax(frames.viewmats[:, :3, :3].diagonal(dim1=1, dim2=2).sum(-1)))
+    uv = project(trainer.model.means.detach().numpy().astype(float), frames.viewmats[frontal].numpy().astype(float),
+                 trainer.dataset.intrinsics())
+    pixels = np.clip(uv[:, :2].astype(int), 0, 63)
+    matte = frames.masks[frontal].numpy() / 255
+    assert (matte[pixels[:, 1], pixels[:, 0]] > 0.5).mean() > 0.95
+    # The points cover the matte, not just its middle: their projected extent matches the matte's.
+    ys, xs = np.nonzero(matte > 0.5)
+    assert np.ptp(uv[:, 0]) > 0.85 * np.ptp(xs) and np.ptp(uv[:, 1]) > 0.85 * np.ptp(ys)
