@@ -11,7 +11,6 @@ is drawn up-front from the seed, so a resumed run replays exactly the same steps
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
@@ -30,9 +29,10 @@ from perse.avatar.model import AvatarModel, inverse_sigmoid
 from perse.avatar.render import render_batch
 from perse.camera import unproject
 from perse.config import PipelineConfig
-from perse.dataset import Dataset, read_dataset
+from perse.dataset import Dataset, atomic_write_json, read_dataset, save_png
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import NEVER, CancelToken, Progress
+from perse.export.ply import write_ply
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change when
 # things are saved or shown, never what is computed.
@@ -383,8 +383,6 @@ class Trainer:
     @torch.no_grad()
     def preview(self) -> Path:
         """Side by side: a held-out frame (or the first training frame) and its render."""
-        from perse.dataset import save_png
-
         data = self.holdout if len(self.holdout) else self.frames
         idx = torch.zeros(1, dtype=torch.long, device=self.device)
         out = self.render(self.decode(self.model.latent(data.codes[idx]), data.expressions[idx]), data.viewmats[idx])
@@ -417,8 +415,6 @@ class _TermSignal:
 
 
 def write_holdout(trainer: Trainer) -> None:
-    from perse.dataset import atomic_write_json
-
     frames: dict[str, list[int]] = {}
     for clip_id, index in trainer.holdout.names:
         frames.setdefault(clip_id, []).append(index)
@@ -445,8 +441,6 @@ def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEV
     checkpoint = avatar_dir(run) / CHECKPOINT
     if resume and checkpoint.exists():
         trainer.restore(load_checkpoint(checkpoint, device))
-    from perse.dataset import atomic_write_json
-
     atomic_write_json(avatar_dir(run) / "config.json", config.to_dict())
     write_holdout(trainer)
     cfg = config.avatar
@@ -472,8 +466,6 @@ def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEV
                 yield Progress("train", i / cfg.steps, f"step {i}/{cfg.steps} loss {metrics['total']:.4f}",
                                image=str(image) if image else None, metrics=metrics)
     trainer.save()
-    from perse.export.ply import write_ply
-
     avatar = Avatar(trainer.model, config, trainer.dataset.meta.categories, trainer.dataset.meta.expression_names,
                     trainer.size, np.asarray(trainer.dataset.meta.intrinsics))
     ply = write_ply(avatar_dir(run) / "avatar.ply", avatar.gaussians())
