@@ -113,3 +113,12 @@ def test_fast_enough_for_lifted_portraits():
 def test_bad_background_is_a_clear_error():
     with pytest.raises(PerseError, match="background must be 3 values"):
         render(one((0, 0, 0)), Camera.frontal(16, 14.0), background=(1, 0))
+
+
+@pytest.mark.parametrize("n,z", [(0, 0.0), (5, -20.0)])
+def test_empty_or_unseen_scene_renders_the_background(n, z):
+    scene = Gaussians(torch.zeros(n, 3) + torch.tensor([0.0, 0.0, z]), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                      torch.full((n, 3), 0.05), torch.full((n,), 0.9), torch.rand(n, 3))
+    out = render(scene, Camera.frontal(16, 14.0), (0.2, 0.4, 0.6), return_depth=True)
+    assert float(out.alpha.abs().max()) == 0.0 and float(out.depth.abs().max()) == 0.0
+    torch.testing.assert_close(out.rgb, torch.tensor([0.2, 0.4, 0.6]).expand(16, 16, 3))
