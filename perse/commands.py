@@ -87,11 +87,9 @@ def _position(avatar, category: str, value: str) -> float:
 
 
 def _latent(avatar, settings: str, base=None):
-    from perse.app.studio import slider_code
-
     latent = avatar.latent(base)
     for category, value in _pairs(settings, "--set").items():
-        latent = avatar.with_code(latent, category, slider_code(avatar, category, _position(avatar, category, value)))
+        latent = avatar.with_code(latent, category, avatar.slider_code(category, _position(avatar, category, value)))
     return latent
 
 
@@ -147,12 +145,11 @@ def _render(args) -> int:
 
 
 def _interp(args) -> int:
-    from perse.app.studio import slider_code
     from perse.export.video import interpolation_frames, write_video
 
     avatar = _load(args)
-    a = slider_code(avatar, args.category, _position(avatar, args.category, args.start))
-    b = slider_code(avatar, args.category, _position(avatar, args.category, args.end))
+    a = avatar.slider_code(args.category, _position(avatar, args.category, args.start))
+    b = avatar.slider_code(args.category, _position(avatar, args.category, args.end))
     frames = interpolation_frames(avatar, args.category, a, b, frames=args.frames, yaw=args.yaw, size=args.size)
     print(write_video(args.output, frames, fps=args.fps))
     return 0

@@ -101,6 +101,9 @@ class ExportConfig:
     web_ply_max_gaussians: int = 60_000
     # Turntable formats: GIF plays everywhere (and in the report); MP4 needs imageio-ffmpeg's encoder.
     turntable_formats: tuple[str, ...] = ("gif", "mp4")
+    # GIFs are for sharing and previews; encoding them is the export's cost (palette per frame), so
+    # they are rendered at most this large. MP4s keep the training size.
+    gif_size: int = 256
 
 
 @dataclass

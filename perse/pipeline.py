@@ -49,23 +49,32 @@ def stage_keys(photo: Path, config: PipelineConfig) -> dict[str, str]:
 
 
 class RunState:
-    """`<run>/stages.json`: the key each finished stage was produced with."""
+    """`<run>/stages.json`: for each stage, the key it last started with and the key it finished with."""
 
     def __init__(self, run: Path):
         self.path = Path(run) / "stages.json"
-        self.done: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.started: dict[str, str] = data.get("started", {})
+        self.done: dict[str, str] = data.get("done", {})
+
+    def _save(self) -> None:
+        atomic_write_json(self.path, {"started": self.started, "done": self.done})
 
     def is_done(self, stage: str, key: str) -> bool:
         return self.done.get(stage) == key
 
-    def mark(self, stage: str, key: str) -> None:
-        self.done[stage] = key
-        atomic_write_json(self.path, self.done)
-
-    def invalidate_from(self, stage: str) -> None:
+    def start(self, stage: str, key: str) -> bool:
+        """Record that `stage` starts with `key`; True if outputs it left came from other inputs."""
+        stale = self.started.get(stage, key) != key
         for later in STAGES[STAGES.index(stage):]:
             self.done.pop(later, None)
-        atomic_write_json(self.path, self.done)
+        self.started[stage] = key
+        self._save()
+        return stale
+
+    def mark(self, stage: str, key: str) -> None:
+        self.done[stage] = key
+        self._save()
 
 
 def has_trained_avatar(run: Path) -> bool:
@@ -119,9 +128,11 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
         if state.is_done(name, keys[name]) and _outputs_valid(name, run_dir, config):
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
             return
-        if state.done.get(name) not in (None, keys[name]):
-            state.invalidate_from(name)
-            _discard_outputs(name, run_dir)
+        if state.start(name, keys[name]):
+            # What this and later stages left (e.g. a checkpoint to resume from) was made from other
+            # inputs; the same inputs, interrupted, are resumed instead.
+            for later in STAGES[STAGES.index(name):]:
+                _discard_outputs(later, run_dir)
         cancel.check()
         events = work()
         if events is not None:

@@ -45,10 +45,10 @@ def test_open_describes_the_avatar_and_renders_it(run_dir, opened):
 def test_slider_positions_blend_neighbouring_codes(run_dir):
     avatar = studio.AVATARS.get(run_dir)
     code = lambda k: avatar.code("hair", k)  # noqa: E731
-    assert torch.allclose(studio.slider_code(avatar, "hair", 1.0), code(1))
-    assert torch.allclose(studio.slider_code(avatar, "hair", 1.25), 0.75 * code(1) + 0.25 * code(2))
-    assert torch.allclose(studio.slider_code(avatar, "hair", 2.0), code(2))
-    assert torch.allclose(studio.slider_code(avatar, "hair", 7.0), code(2)), "past the end clamps"
+    assert torch.allclose(avatar.slider_code("hair", 1.0), code(1))
+    assert torch.allclose(avatar.slider_code("hair", 1.25), 0.75 * code(1) + 0.25 * code(2))
+    assert torch.allclose(avatar.slider_code("hair", 2.0), code(2))
+    assert torch.allclose(avatar.slider_code("hair", 7.0), code(2)), "past the end clamps"
 
 
 def test_a_slider_edits_only_its_category(run_dir, opened):
@@ -112,9 +112,9 @@ def test_transferred_codes_stay_where_the_decoder_was_trained(run_dir):
     avatar = studio.AVATARS.get(run_dir)
     mean, std = avatar.prior("hair")
     learned = avatar.code("hair", 2)
-    assert torch.equal(studio.within_learned_codes(avatar, "hair", learned), learned)
+    assert torch.equal(avatar.within_learned_codes("hair", learned), learned)
     far = mean + std * 50 * torch.ones_like(mean)
-    pulled = studio.within_learned_codes(avatar, "hair", far)
+    pulled = avatar.within_learned_codes("hair", far)
     radius = max(((avatar.code("hair", k) - mean) / std).norm() for k in range(3))
     assert torch.isclose(((pulled - mean) / std).norm(), radius)
     assert torch.allclose((pulled - mean) / (pulled - mean).norm(), (far - mean) / (far - mean).norm(), atol=1e-5)

@@ -99,16 +99,6 @@ def for_display(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
-def slider_code(avatar: Avatar, category: str, position: float) -> torch.Tensor:
-    """Slider position p in [0, n-1] -> the blend of codes floor(p) and ceil(p) of `category`."""
-    last = len(avatar.categories[category]) - 1
-    position = min(max(float(position), 0.0), float(last))
-    low = int(math.floor(position))
-    high = min(low + 1, last)
-    t = position - low
-    return (1 - t) * avatar.code(category, low) + t * avatar.code(category, high)
-
-
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
@@ -151,7 +141,7 @@ def edit(run_dir: str, latent: torch.Tensor, view: View, op: str = "render", cat
     if op == "render":
         latent = avatar.latent(latent)
     elif op == "slider":
-        latent = avatar.with_code(avatar.latent(latent), category, slider_code(avatar, category, value))
+        latent = avatar.with_code(avatar.latent(latent), category, avatar.slider_code(category, value))
     elif op == "sample":
         latent = avatar.sample(seed=int(value), categories=[category] if category else None, base=latent)
     elif op == "reset":
@@ -159,22 +149,6 @@ def edit(run_dir: str, latent: torch.Tensor, view: View, op: str = "render", cat
     else:
         raise ValueError(f"unknown edit '{op}'")
     return latent.cpu(), _render(avatar, latent, view)
-
-
-def within_learned_codes(avatar: Avatar, category: str, code: torch.Tensor) -> torch.Tensor:
-    """Pull a code back to the region the decoder was trained on: no farther from the category's prior
-    mean (in prior standard deviations) than its farthest learned code.
-
-    Avatar.fit_code has no prior term, and a photo unlike every training clip drives the code far out
-    (measured: 5-6x the learned codes' distance after 200 steps), where the decoder emits huge, streaky
-    Gaussians. Clamping keeps the direction the fit found and a plausible render.
-    """
-    mean, std = avatar.prior(category)
-    learned = torch.stack([avatar.code(category, k) for k in range(len(avatar.categories[category]))])
-    radius = ((learned - mean) / std).norm(dim=1).max()
-    z = (code.to(mean) - mean) / std
-    norm = z.norm()
-    return code if norm <= radius else mean + std * z * (radius / norm)
 
 
 def _reference_pose(run_dir: str) -> dict[str, float]:
@@ -206,7 +180,7 @@ def transfer(run_dir: str, latent: torch.Tensor, photo: str, category: str, view
     reference = _reference_pose(run_dir)
     code = avatar.fit_code(image, mask, category, yaw=portrait.head_pose["yaw"] - reference["yaw"],
                            pitch=portrait.head_pose["pitch"] - reference["pitch"], steps=steps, base=latent)
-    latent = avatar.with_code(avatar.latent(latent), category, within_learned_codes(avatar, category, code))
+    latent = avatar.with_code(avatar.latent(latent), category, code)
     return latent.cpu(), _render(avatar, latent, view)
 
 
@@ -216,8 +190,9 @@ def interpolation_clip(run_dir: str, latent: torch.Tensor, category: str, start:
     """A looping clip (.gif or .mp4 by `out`'s suffix) of `category` moving between two slider positions,
     other categories as in `latent`."""
     avatar = AVATARS.get(run_dir)
-    images = interpolation_frames(avatar, category, slider_code(avatar, category, start),
-                                  slider_code(avatar, category, end), frames=frames, base=latent, yaw=view.yaw)
+    images = interpolation_frames(avatar, category, avatar.slider_code(category, start),
+                                  avatar.slider_code(category, end), frames=frames, base=latent, yaw=view.yaw,
+                                  pitch=view.pitch, expression=view.expression)
     return str(write_video(out, [for_display(image) for image in images], fps=avatar.config.export.fps))
 
 

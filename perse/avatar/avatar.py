@@ -154,14 +154,42 @@ class Avatar:
         std = codes.std(dim=0, unbiased=False).clamp_min(0.05 * self.config.avatar.prior_std)
         return codes.mean(dim=0), std
 
+    def learned_codes(self, category: str) -> torch.Tensor:
+        """(n_values, latent_dim): the category's trained codes, source first."""
+        return self.model.codes[self._category(category)].detach()
+
+    def slider_code(self, category: str, position: float) -> torch.Tensor:
+        """Slider position p in [0, n-1] -> the blend of codes floor(p) and ceil(p) (clamped to the ends)."""
+        last = len(self.categories[category]) - 1
+        position = min(max(float(position), 0.0), float(last))
+        low = int(math.floor(position))
+        high = min(low + 1, last)
+        t = position - low
+        return (1 - t) * self.code(category, low) + t * self.code(category, high)
+
+    def within_learned_codes(self, category: str, code: torch.Tensor) -> torch.Tensor:
+        """Pull a code back to the region the decoder was trained on: no farther from the prior mean (in
+        prior standard deviations) than the farthest learned code, keeping its direction. Far outside it
+        the decoder emits huge, streaky Gaussians."""
+        mean, std = self.prior(category)
+        radius = ((self.learned_codes(category) - mean) / std).norm(dim=1).max()
+        z = (code.to(mean) - mean) / std
+        norm = z.norm()
+        return code.to(mean) if norm <= radius else mean + std * z * (radius / norm)
+
     def sample(self, seed: int = 0, categories: list[str] | None = None, base: Selection = None) -> torch.Tensor:
-        """A random latent: each listed category (default all) drawn from its fitted prior."""
+        """A random latent: each listed category (default all) gets a random convex mix of its learned codes.
+
+        With a handful of codes per category, a Gaussian fitted to them puts most of its mass where no
+        code was trained; mixtures stay on the simplex the interpolation loss trained smooth, so every
+        sample is a plausible blend of seen values (Dirichlet(1) weights: uniform over the simplex).
+        """
         generator = torch.Generator().manual_seed(seed)
         latent = self.latent(base)
         for name in categories or list(self.categories):
-            mean, std = self.prior(name)
-            noise = torch.randn(self.model.latent_dim, generator=generator).to(self.device)
-            latent = self.with_code(latent, name, mean + std * noise)
+            codes = self.learned_codes(name)
+            weights = -torch.log(torch.rand(len(codes), generator=generator).clamp_min(1e-12))
+            latent = self.with_code(latent, name, (weights / weights.sum()).to(codes) @ codes)
         return latent
 
     def expression(self, expression: Mapping[str, float] | np.ndarray | list | None) -> torch.Tensor:
@@ -209,7 +237,8 @@ class Avatar:
         """Find the `category` code that best reproduces `image` inside `mask` (decoder frozen).
 
         `image` (H, W, 3) in [0, 1] and `mask` (H, W) in [0, 1] (the attribute's region) are seen from
-        the given head pose; returns a (latent_dim,) code usable in `latent({category: code})`.
+        the given head pose; returns a (latent_dim,) code usable in `latent({category: code})`, kept
+        within the learned codes' range (a photo unlike every training clip otherwise drives it far out).
         """
         image = np.asarray(image, dtype=np.float32)
         mask = np.asarray(mask, dtype=np.float32)
@@ -242,4 +271,4 @@ class Avatar:
         finally:
             for p in self.model.parameters():
                 p.requires_grad_(True)
-        return code.detach()
+        return self.within_learned_codes(category, code.detach())

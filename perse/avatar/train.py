@@ -210,13 +210,18 @@ def code_prior(model: AvatarModel, std: float) -> torch.Tensor:
     return loss / len(model.codes)
 
 
-def schedule(config: PipelineConfig, n_frames: int, n_pairs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The frame and pair indices of every step, drawn from the seed alone."""
+def schedule(config: PipelineConfig, n_frames: int, n_pairs: int
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The frame indices, background colours and pair indices of every step, drawn from the seed alone.
+
+    Each frame is composited over a random background: on a fixed black one, transparency is a free
+    way to draw dark pupils and mouths, and those holes show as white blobs on any other background."""
     generator = torch.Generator().manual_seed(config.seed)
     steps = config.avatar.steps
     frames = torch.randint(n_frames, (steps, config.avatar.batch_frames), generator=generator)
     pairs = torch.randint(n_pairs, (steps, config.avatar.pair_batch), generator=generator) if n_pairs else None
-    return frames, pairs
+    backgrounds = torch.rand(steps, config.avatar.batch_frames, 3, generator=generator)
+    return frames, backgrounds, pairs
 
 
 class Trainer:
@@ -242,8 +247,10 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.avatar_config)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.grad_accum = torch.zeros(self.model.num_gaussians, device=device)
-        self.frame_schedule, self.pair_schedule = schedule(config, len(self.frames), len(self.pairs or []))
+        self.frame_schedule, self.background_schedule, self.pair_schedule = schedule(
+            config, len(self.frames), len(self.pairs or []))
         self.frame_schedule = self.frame_schedule.to(device)
+        self.background_schedule = self.background_schedule.to(device)
         if self.pair_schedule is not None:
             self.pair_schedule = self.pair_schedule.to(device)
         self.lpips, self.lpips_note = (None, "")
@@ -289,8 +296,8 @@ class Trainer:
     def decode(self, latents: torch.Tensor, expressions: torch.Tensor) -> Gaussians:
         return self.model.decode(latents, expressions)
 
-    def render(self, gaussians: Gaussians, viewmats: torch.Tensor):
-        return render_batch(gaussians, viewmats, self.K, self.size, self.size)
+    def render(self, gaussians: Gaussians, viewmats: torch.Tensor, background: torch.Tensor | None = None):
+        return render_batch(gaussians, viewmats, self.K, self.size, self.size, background)
 
     def step(self) -> dict[str, torch.Tensor]:
         cfg = self.avatar_config
@@ -298,8 +305,11 @@ class Trainer:
         idx = self.frame_schedule[i]
         f = self.frames
         target_alpha = f.masks[idx].float() / 255
-        target = f.images[idx].float() / 255 * target_alpha[..., None]
-        out = self.render(self.decode(self.model.latent(f.codes[idx]), f.expressions[idx]), f.viewmats[idx])
+        background = self.background_schedule[i]
+        target = f.images[idx].float() / 255 * target_alpha[..., None] \
+            + background[:, None, None] * (1 - target_alpha[..., None])
+        out = self.render(self.decode(self.model.latent(f.codes[idx]), f.expressions[idx]), f.viewmats[idx],
+                          background)
         l1 = (out.rgb - target).abs().mean()
         losses = {"l1": l1}
         loss = (1 - cfg.ssim_weight) * l1

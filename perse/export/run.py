@@ -67,15 +67,18 @@ def export_run(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken 
     categories = list(avatar.categories)
     total = 2 + len(categories)
 
+    gif_size = min(cfg.gif_size, avatar.image_size)
     yield Progress("export", 0.0, "rendering the turntable")
-    frames = turntable_frames(avatar, frames=cfg.turntable_frames)
-    written = [write_video(folder / f"turntable.{fmt}", frames, fps=cfg.fps) for fmt in cfg.turntable_formats]
+    written = [write_video(folder / f"turntable.{fmt}",
+                           turntable_frames(avatar, frames=cfg.turntable_frames, size=gif_size if fmt == "gif" else None),
+                           fps=cfg.fps)
+               for fmt in cfg.turntable_formats]
     yield Progress("export", 1 / total, "turntable written", clip=str(written[0]) if written else None)
 
     for done, category in enumerate(categories, start=2):
         cancel.check()
         steps = max(2, cfg.interp_frames // max(1, len(avatar.categories[category]) - 1))
-        frames = value_path_frames(avatar, category, steps)
+        frames = value_path_frames(avatar, category, steps, size=gif_size)
         gif = write_video(folder / f"interp_{category}.gif", frames + frames[-2:0:-1], fps=cfg.fps)
         yield Progress("export", done / total, f"{category}: interpolation written", clip=str(gif))
 

@@ -23,10 +23,13 @@ def turntable_frames(avatar: Avatar, selection: Selection = None, frames: int = 
 
 
 def interpolation_frames(avatar: Avatar, category: str, a, b, frames: int = 24, base: Selection = None,
-                         yaw: float = 0.0, size: int | None = None, bounce: bool = True) -> list[np.ndarray]:
-    """Renders along (1 - t) code(a) + t code(b) for t in [0, 1]; with `bounce`, back again (loops)."""
+                         yaw: float = 0.0, size: int | None = None, bounce: bool = True, pitch: float = 0.0,
+                         expression=None) -> list[np.ndarray]:
+    """Renders along (1 - t) code(a) + t code(b) for t in [0, 1], at one head pose and expression;
+    with `bounce`, back again (loops)."""
     ts = np.linspace(0.0, 1.0, frames)
-    images = [avatar.render(avatar.interpolate(category, a, b, float(t), base), yaw=yaw, size=size) for t in ts]
+    images = [avatar.render(avatar.interpolate(category, a, b, float(t), base), yaw=yaw, pitch=pitch,
+                            expression=expression, size=size) for t in ts]
     return images + images[-2:0:-1] if bounce else images
 
 

@@ -100,6 +100,11 @@ def test_sample_fit_and_api_errors(trained_run):
     a, b = avatar.sample(seed=1), avatar.sample(seed=2)
     assert a.shape == (avatar.latent_size,) and not torch.allclose(a, b)
     assert torch.equal(avatar.sample(seed=1), a)
+    # Samples are mixtures of learned codes: never farther out than the farthest learned code.
+    mean, std = avatar.prior("hair")
+    hair = avatar.sample(seed=3, categories=["hair"])[: avatar.model.latent_dim]
+    farthest = ((avatar.learned_codes("hair") - mean) / std).norm(dim=1).max()
+    assert ((hair - mean) / std).norm() <= farthest + 1e-5
     # Fit the hair code to a render of hair code 2: the fitted look matches it inside the hair region.
     dataset = read_dataset(trained_run)
     region = _region(dataset, "hair").astype(np.float32)
