@@ -81,3 +81,23 @@ def test_rerun_skips_finished_stages_and_redoes_changed_ones(tiny_run):
     import imageio.v3 as iio
 
     assert len(iio.imread(run_dir / "renders" / "turntable.gif", index=None)) == 6
+
+
+def test_commands_on_the_trained_avatar(tiny_run, tmp_path, capsys):
+    from perse.cli import main
+    from perse.export.ply import read_ply
+
+    run_dir, _, _ = tiny_run
+    out = tmp_path / "r.png"
+    assert main(["render", str(run_dir), "--set", "hair=0.5,glasses=1", "--yaw", "15", "--expr", "smile=0.5",
+                 "-o", str(out)]) == 0
+    import imageio.v3 as iio
+
+    assert iio.imread(out).shape[-1] == 3
+    assert main(["interp", str(run_dir), "--category", "hair", "--to", "2", "--frames", "4",
+                 "-o", str(tmp_path / "h.gif")]) == 0
+    assert len(iio.imread(tmp_path / "h.gif", index=None)) == 6  # 4 there, 2 back
+    assert main(["export", str(run_dir), "--ply", str(tmp_path / "a.ply"), "--max-gaussians", "100"]) == 0
+    assert len(read_ply(tmp_path / "a.ply")) == 100
+    assert main(["render", str(run_dir), "--set", "hat=1", "-o", str(out)]) == 2
+    assert "unknown category 'hat'" in capsys.readouterr().err
