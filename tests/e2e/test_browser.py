@@ -35,6 +35,20 @@ def _image_at(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"), dtype=np.float32)
 
 
+def _download(page, make_button: str, download_button: str, folder):
+    """Click `make_button`, wait for the download button it reveals, save what it downloads."""
+    from playwright.sync_api import expect
+
+    page.locator(make_button).click()
+    button = page.locator(download_button)
+    expect(button).to_be_visible(timeout=60_000)
+    with page.expect_download(timeout=30_000) as download_info:
+        button.click()
+    path = folder / download_info.value.suggested_filename
+    download_info.value.save_as(path)
+    return path
+
+
 def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -103,13 +117,7 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         assert np.abs(_image_at(page, "#avatar-view img") - after).mean() > 1.0, "a random look differs"
 
         # Interpolation GIF: build, then download it through the browser.
-        page.locator("#build-clip").click()
-        download_button = page.locator("#clip-download")
-        expect(download_button).to_be_visible(timeout=60_000)
-        with page.expect_download(timeout=30_000) as download_info:
-            download_button.click()
-        gif = tmp_path / download_info.value.suggested_filename
-        download_info.value.save_as(gif)
+        gif = _download(page, "#build-clip", "#clip-download", tmp_path)
         assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a"), f"{gif.name} is not a GIF"
         with Image.open(gif) as clip:
             assert clip.n_frames > 2, "an interpolation clip, not a still"
@@ -125,13 +133,7 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         assert "MB" in page.locator("#model3d-info").inner_text()
 
         # The full-resolution .ply of the current look, as a download.
-        page.locator("#export-ply").click()
-        ply_button = page.locator("#ply-download")
-        expect(ply_button).to_be_visible(timeout=60_000)
-        with page.expect_download(timeout=30_000) as download_info:
-            ply_button.click()
-        ply = tmp_path / download_info.value.suggested_filename
-        download_info.value.save_as(ply)
+        ply = _download(page, "#export-ply", "#ply-download", tmp_path)
         assert ply.suffix == ".ply" and ply.read_bytes().startswith(b"ply\nformat binary_little_endian")
 
         # Take the hair from another photo: a code fitted to that photo's hair region.
