@@ -51,7 +51,8 @@ def resize_portrait(portrait: Portrait, size: int) -> Portrait:
         landmarks=(np.asarray(portrait.landmarks, np.float64) * factor).astype(np.float32),
         matte=np.clip(resize(portrait.matte.astype(np.float32)), 0, 1),
         masks={name: np.clip(resize(mask.astype(np.float32)), 0, 1) for name, mask in portrait.masks.items()},
-        crop_transform=np.asarray(portrait.crop_transform) * np.array([[factor], [factor]]),
+        # warpAffine puts pixel centres at integers: scaling about them shifts by (factor - 1) / 2.
+        crop_transform=np.asarray(portrait.crop_transform) * factor + np.array([[0, 0, (factor - 1) / 2]] * 2),
         head_pose=dict(portrait.head_pose),
         intrinsics=cam.intrinsics(size, portrait.fov_deg),
         fov_deg=portrait.fov_deg,

@@ -97,10 +97,7 @@ class HeadGeometry:
 
 def _pixels_to_world(u: np.ndarray, v: np.ndarray, z_px: np.ndarray, size: int, fov_deg: float) -> np.ndarray:
     """Crop pixel coordinates with a depth offset in pixels (mediapipe units) -> world points."""
-    K = cam.intrinsics(size, fov_deg)
-    distance = cam.camera_distance(fov_deg)
-    depth = distance + z_px / (size / 2)
-    return cam.unproject(np.stack([u, v], 1), depth, cam.frontal_viewmat(fov_deg), K)
+    return cam.crop_points_to_world(np.stack([u, v, z_px], 1), size, fov_deg)
 
 
 def _interpolate_triangulated(xy: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
