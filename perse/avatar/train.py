@@ -324,7 +324,8 @@ class Trainer:
         losses["prior"] = code_prior(self.model, cfg.prior_std)
         loss = loss + cfg.prior_weight * losses["prior"]
         if self.pairs is not None and cfg.interp_weight > 0 and i >= cfg.interp_start * cfg.steps:
-            losses["interp"] = self.interp_loss(self.pair_schedule[i])
+            pair_background = background[:1].expand(len(self.pair_schedule[i]), 3)
+            losses["interp"] = self.interp_loss(self.pair_schedule[i], pair_background)
             loss = loss + cfg.interp_weight * losses["interp"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -341,17 +342,19 @@ class Trainer:
         self.last_render = (out.rgb.detach(), target)
         return losses
 
-    def interp_loss(self, idx: torch.Tensor) -> torch.Tensor:
+    def interp_loss(self, idx: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+        """L1 to the 2D interpolation targets inside their regions (which lie on the person).
+
+        The render is composited over a random `background`, never over the target itself: over the
+        target, a transparent avatar reproduces it exactly, and the loss would teach holes (seen as
+        white rims where glasses and lips regions are, in every frontal render)."""
         p = self.pairs
         t = p.t[idx][:, None]
         latents = (1 - t) * self.model.latent(p.codes_a[idx]) + t * self.model.latent(p.codes_b[idx])
-        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx])
+        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx], background)
         target = p.images[idx].float() / 255
         region = p.masks[idx].float()[..., None] / 255
-        # The render is composited over its own target: pixels the avatar leaves empty cost nothing,
-        # so a target with a real background still supervises only the drawn head.
-        composite = out.rgb + (1 - out.alpha[..., None]) * target
-        return ((composite - target).abs() * region).sum() / (region.sum() * 3).clamp_min(1.0)
+        return ((out.rgb - target).abs() * region).sum() / (region.sum() * 3).clamp_min(1.0)
 
     @torch.no_grad()
     def relocate(self) -> None:
