@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine_info import device_name  # noqa: E402  (bench/, beside this script)
 
 from perse.avatar.avatar import Avatar  # noqa: E402
 from perse.avatar.render import render  # noqa: E402
@@ -37,12 +38,6 @@ TARGETS = {"train_step_ms": 10.0, "render_fps": 300.0, "train_wall_s": 60.0, "pe
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def bench_gpu(run: Path, steps: int, frames: int) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
@@ -20,15 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine_info import device_name  # noqa: E402  (bench/, beside this script)
+
 TARGET_SECONDS = {"tiny": 90.0, "fast": 120.0, "quality": 600.0}
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {len(__import__('os').sched_getaffinity(0))} cores"
 
 
 def bench_one(photo: Path, run: Path, config) -> dict:

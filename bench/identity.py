@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine_info import device_name, machine  # noqa: E402  (bench/, beside this script)
 
 SOURCE = ROOT / "assets" / "obama.jpg"
 NATIVE_FACES = 16  # dlib's own network is slow: time it on a few faces only
@@ -61,15 +61,14 @@ def main() -> int:
     result = {
         "frames": args.frames,
         "frame_size": portrait.size,
-        "device": scorer.device if not scorer.device.startswith("cuda") else torch.cuda.get_device_name(0),
+        "device": device_name(scorer.device),
         "torch_threads": torch.get_num_threads(),
         "ours_total_s": round(ours_s, 3),
         "ours_ms_per_face": round(1000 * ours_s / args.frames, 2),
         "dlib_native_ms_per_face": round(1000 * native_s / NATIVE_FACES, 2),
         "speedup": round((native_s / NATIVE_FACES) / (ours_s / args.frames), 1),
         "max_abs_difference_vs_dlib": float(np.abs(ours[0] - reference[0]).max()),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
+        "machine": machine(),
     }
     print(f"identity scoring of {args.frames} frames ({portrait.size} px, landmarks given) on {result['device']}")
     for key in ("ours_total_s", "ours_ms_per_face", "dlib_native_ms_per_face", "speedup",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine_info import machine  # noqa: E402  (bench/, beside this script)
 
 TARGET_S = 1.5
 DEFAULT_SOURCE = ROOT / "assets" / "obama.jpg"
@@ -115,8 +116,7 @@ def main() -> int:
         },
         "target_seconds": TARGET_S,
         "meets_target": median(totals) <= TARGET_S,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
+        "machine": machine(),
     }
     print(f"ingest of a {width}x{height} ({result['photo']['megapixels']} MP) photo -> {args.size} px crop, "
           f"{args.runs} runs, {os.cpu_count()} CPUs (load {result['machine']['load_average_1min']})")

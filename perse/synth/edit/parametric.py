@@ -457,7 +457,7 @@ def _earrings(ctx: _Context, spec: dict[str, Any]) -> Layer:
     color = np.zeros(xx.shape + (3,), np.float32)
 
     def paint(coverage: np.ndarray, rgb: np.ndarray) -> None:
-        nonlocal alpha, color
+        nonlocal alpha
         color[:] = color * (1 - coverage[..., None]) + rgb * coverage[..., None]
         alpha = np.maximum(alpha, coverage)
 
