@@ -91,9 +91,34 @@ class PairData:
     codes_a: torch.Tensor  # (P, n_categories)
     codes_b: torch.Tensor
     t: torch.Tensor  # (P,)
+    persons: torch.Tensor  # (P, H, W) uint8: where both endpoint looks show the person (pair_person)
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
+
+
+def pair_person(dataset: Dataset, pair) -> np.ndarray:
+    """Where the person certainly is in a pair's target: both endpoint clips' mattes at the pair's camera
+    and expression (their frames at that view). Zero where either clip has no such frame."""
+    mattes = []
+    for clip in (dataset.clips[pair.clip_a], dataset.clips[pair.clip_b]):
+        frame = next((f for f in clip.frames if np.allclose(f.world_to_camera, pair.world_to_camera)
+                      and np.allclose(f.expression, pair.expression)), None)
+        if frame is None:
+            size = dataset.meta.image_size
+            return np.zeros((size, size), np.float32)
+        mattes.append(dataset.frame_mask(clip, frame))
+    return np.minimum(*mattes)
+
+
+def composite_for_pair(rgb: torch.Tensor, alpha: torch.Tensor, target: torch.Tensor, person: torch.Tensor,
+                       background: torch.Tensor) -> torch.Tensor:
+    """A render as compared with a pair target (B, H, W, 3). Where the target shows the person, the render
+    is composited over `background`, so a hole there costs what it looks like; elsewhere (the photo's
+    own background inside a region, e.g. around the hair) over the target itself, so the avatar is not
+    asked to paint the room."""
+    under = person[..., None] * background[:, None, None] + (1 - person[..., None]) * target
+    return rgb + (1 - alpha[..., None]) * under
 
 
 def load_pairs(dataset: Dataset, device: str) -> PairData | None:
@@ -109,6 +134,7 @@ def load_pairs(dataset: Dataset, device: str) -> PairData | None:
         as_tensor([dataset.code_vector(dataset.clips[p.clip_a]) for p in pairs], torch.long),
         as_tensor([dataset.code_vector(dataset.clips[p.clip_b]) for p in pairs], torch.long),
         as_tensor([p.t for p in pairs], torch.float32),
+        as_tensor([np.round(pair_person(dataset, p) * 255) for p in pairs], torch.uint8),
     )
 
 
@@ -343,18 +369,19 @@ class Trainer:
         return losses
 
     def interp_loss(self, idx: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """L1 to the 2D interpolation targets inside their regions (which lie on the person).
+        """L1 to the 2D interpolation targets inside their regions.
 
-        The render is composited over a random `background`, never over the target itself: over the
-        target, a transparent avatar reproduces it exactly, and the loss would teach holes (seen as
-        white rims where glasses and lips regions are, in every frontal render)."""
+        On the person the render goes over a random `background`: composited over the target there, a
+        transparent avatar reproduced it exactly and the loss taught holes (white rims where the glasses
+        and lips regions are, in every frontal render). See `composite_for_pair`."""
         p = self.pairs
         t = p.t[idx][:, None]
         latents = (1 - t) * self.model.latent(p.codes_a[idx]) + t * self.model.latent(p.codes_b[idx])
-        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx], background)
+        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx])
         target = p.images[idx].float() / 255
         region = p.masks[idx].float()[..., None] / 255
-        return ((out.rgb - target).abs() * region).sum() / (region.sum() * 3).clamp_min(1.0)
+        composite = composite_for_pair(out.rgb, out.alpha, target, p.persons[idx].float() / 255, background)
+        return ((composite - target).abs() * region).sum() / (region.sum() * 3).clamp_min(1.0)
 
     @torch.no_grad()
     def relocate(self) -> None:

@@ -24,7 +24,7 @@ import torch
 from perse.avatar.avatar import Avatar
 from perse.avatar.losses import psnr, ssim
 from perse.avatar.render import render_batch
-from perse.avatar.train import load_frames
+from perse.avatar.train import composite_for_pair, load_frames, pair_person
 from perse.config import PipelineConfig
 from perse.camera import crop_points_to_world, project
 from perse.dataset import Dataset, atomic_write_json, read_dataset
@@ -38,6 +38,7 @@ IDENTITY_YAWS = (-20.0, 0.0, 20.0)
 REGION_DILATION = 0.03
 PATH_STEPS = 8  # renders per pair of adjacent values along a category's path
 BATCH = 8
+WHITE = torch.ones(1, 3)
 
 
 def train_log_path(run: Path) -> Path:
@@ -149,13 +150,14 @@ def target_error(avatar: Avatar, dataset: Dataset) -> dict[str, Any]:
         chunk = pairs[start:start + BATCH]
         viewmats = torch.tensor(np.array([p.world_to_camera for p in chunk]), dtype=torch.float32, device=device)
         expressions = torch.tensor(np.array([p.expression for p in chunk]), dtype=torch.float32, device=device)
-        # On white, as the app shows it: a hole in the region costs what it looks like.
-        out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size,
-                           (1.0, 1.0, 1.0))
+        out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size)
         for i, pair in enumerate(chunk):
-            target = torch.as_tensor(dataset.pair_image(pair), device=device)
+            target = torch.as_tensor(dataset.pair_image(pair), device=device)[None]
             region = torch.as_tensor(dataset.pair_mask(pair), device=device)[..., None]
-            scores.append(psnr(out.rgb[i].clamp(0, 1), target, region))
+            person = torch.as_tensor(pair_person(dataset, pair), device=device)[None]
+            # As the interpolation loss compares, with white (the app's background) under holes.
+            composite = composite_for_pair(out.rgb[i:i + 1], out.alpha[i:i + 1], target, person, WHITE.to(device))
+            scores.append(psnr(composite[0].clamp(0, 1), target[0], region))
     return {"pairs": len(pairs), "psnr_in_region": float(np.mean(scores)),
             "source": dataset.meta.extra.get("interp", "unknown")}
 
