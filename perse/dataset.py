@@ -4,7 +4,7 @@
 <run>/dataset/meta.json             version, image size, intrinsics, categories, expression names,
                                     clips[], pairs[]
 <run>/dataset/clips/<id>/frames/NNNN.png, masks/NNNN.png, frames.json
-<run>/dataset/pairs/<id>/image.png, mask.png
+<run>/dataset/pairs/<id>/image.png, mask.png (region), matte.png (person alpha)
 ```
 Latent codes: every category owns codes 0..n, code 0 being the *source* (unedited) look. A clip of
 category c with code k is rendered with code k for c and code 0 for every other category; the source
@@ -29,7 +29,7 @@ from PIL import Image
 
 from perse.errors import DatasetError
 
-VERSION = 1
+VERSION = 2  # 2: pairs carry the person matte of their target
 SOURCE = "source"
 EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
 
@@ -117,7 +117,8 @@ class Pair:
     world_to_camera: list[list[float]]
     expression: list[float]
     image_file: str = "image.png"
-    mask_file: str = "mask.png"
+    mask_file: str = "mask.png"  # the category's region
+    matte_file: str = "matte.png"  # the person alpha of the target, as a clip frame's mask
 
 
 @dataclass
@@ -170,6 +171,9 @@ class Dataset:
     def pair_mask(self, pair: Pair) -> np.ndarray:
         return load_png(self.pair_dir(pair) / pair.mask_file, gray=True)
 
+    def pair_matte(self, pair: Pair) -> np.ndarray:
+        return load_png(self.pair_dir(pair) / pair.matte_file, gray=True)
+
     def intrinsics(self) -> np.ndarray:
         return np.asarray(self.meta.intrinsics, dtype=np.float64)
 
@@ -219,12 +223,15 @@ class DatasetWriter:
         self.meta.clips.append(clip)
         return clip
 
-    def add_pair(self, pair: Pair, image: np.ndarray, mask: np.ndarray) -> Pair:
+    def add_pair(self, pair: Pair, image: np.ndarray, region: np.ndarray, matte: np.ndarray) -> Pair:
+        """Write a pair: its target image, the category's region and the target's person alpha."""
         self._check_image(f"pair {pair.id} image", image, 3)
-        self._check_image(f"pair {pair.id} mask", mask, None)
+        self._check_image(f"pair {pair.id} mask", region, None)
+        self._check_image(f"pair {pair.id} matte", matte, None)
         directory = self.root / "pairs" / pair.id
         save_png(directory / pair.image_file, image)
-        save_png(directory / pair.mask_file, mask)
+        save_png(directory / pair.mask_file, region)
+        save_png(directory / pair.matte_file, matte)
         self.meta.pairs.append(pair)
         return pair
 
@@ -264,7 +271,8 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
     meta = dataset.meta
     where = dataset.root
     if meta.version != VERSION:
-        raise DatasetError(f"{where}: dataset version {meta.version}, this PERSE Studio reads {VERSION}")
+        raise DatasetError(f"{where}: dataset version {meta.version}, this PERSE Studio reads {VERSION}; "
+                           "re-run `perse synth` (or `perse run`) to rewrite it")
     for name, values in meta.categories.items():
         if not values or values[0] != SOURCE:
             raise DatasetError(f"{where}: category '{name}' must list '{SOURCE}' as code 0, got {values[:1]}")
@@ -299,7 +307,7 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
         if pair.category not in meta.categories:
             raise DatasetError(f"{where}: pair '{pair.id}' has unknown category '{pair.category}'")
         if check_files:
-            for file in (pair.image_file, pair.mask_file):
+            for file in (pair.image_file, pair.mask_file, pair.matte_file):
                 if not (dataset.pair_dir(pair) / file).exists():
                     raise DatasetError(f"{dataset.pair_dir(pair) / file} is missing; re-run `perse synth`")
 

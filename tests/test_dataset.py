@@ -23,7 +23,7 @@ def _write(run, n_frames=3):
     writer.add_clip(Clip("source", "source", "source", 0.0, 0), frames())
     writer.add_clip(Clip("hair_1", "hair", "blonde", 1.0, 1), frames())
     writer.add_pair(Pair("hair_0_1_t0.50", "hair", "source", "hair_1", 0.5, view, [0.0] * 4),
-                    rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)))
+                    rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)), rng.random((SIZE, SIZE)))
     return writer.close()
 
 
@@ -38,6 +38,7 @@ def test_round_trip(tmp_path):
     image = dataset.frame_image(hair, hair.frames[2])
     assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.float32
     assert dataset.pair_mask(dataset.meta.pairs[0]).shape == (SIZE, SIZE)
+    assert dataset.pair_matte(dataset.meta.pairs[0]).shape == (SIZE, SIZE)
     assert written.meta.categories == dataset.meta.categories
     assert is_complete(tmp_path)
 
@@ -55,6 +56,11 @@ def test_incomplete_and_corrupt_datasets_are_named(tmp_path):
     meta["clips"][1]["code"] = 9
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="code 9 is outside category 'hair'"):
+        read_dataset(tmp_path, check_files=False)
+    # A dataset from an older contract (pairs without their matte) is named and rewritten by synth.
+    meta["clips"][1]["code"], meta["version"] = 1, 1
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=r"dataset version 1, this PERSE Studio reads 2; re-run `perse synth`"):
         read_dataset(tmp_path, check_files=False)
 
 

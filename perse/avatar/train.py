@@ -91,34 +91,16 @@ class PairData:
     codes_a: torch.Tensor  # (P, n_categories)
     codes_b: torch.Tensor
     t: torch.Tensor  # (P,)
-    persons: torch.Tensor  # (P, H, W) uint8: where both endpoint looks show the person (pair_person)
+    mattes: torch.Tensor  # (P, H, W) uint8 person alpha of the targets
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
 
 
-def pair_person(dataset: Dataset, pair) -> np.ndarray:
-    """Where the person certainly is in a pair's target: both endpoint clips' mattes at the pair's camera
-    and expression (their frames at that view). Zero where either clip has no such frame."""
-    mattes = []
-    for clip in (dataset.clips[pair.clip_a], dataset.clips[pair.clip_b]):
-        frame = next((f for f in clip.frames if np.allclose(f.world_to_camera, pair.world_to_camera)
-                      and np.allclose(f.expression, pair.expression)), None)
-        if frame is None:
-            size = dataset.meta.image_size
-            return np.zeros((size, size), np.float32)
-        mattes.append(dataset.frame_mask(clip, frame))
-    return np.minimum(*mattes)
-
-
-def composite_for_pair(rgb: torch.Tensor, alpha: torch.Tensor, target: torch.Tensor, person: torch.Tensor,
-                       background: torch.Tensor) -> torch.Tensor:
-    """A render as compared with a pair target (B, H, W, 3). Where the target shows the person, the render
-    is composited over `background`, so a hole there costs what it looks like; elsewhere (the photo's
-    own background inside a region, e.g. around the hair) over the target itself, so the avatar is not
-    asked to paint the room."""
-    under = person[..., None] * background[:, None, None] + (1 - person[..., None]) * target
-    return rgb + (1 - alpha[..., None]) * under
+def over_background(image: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """A stored frame or pair target (B, H, W, 3), keeping its person alpha (B, H, W) and replacing the
+    rest with `background` (B, 3): what a render over that background should reproduce."""
+    return image * alpha[..., None] + background[:, None, None] * (1 - alpha[..., None])
 
 
 def load_pairs(dataset: Dataset, device: str) -> PairData | None:
@@ -134,7 +116,7 @@ def load_pairs(dataset: Dataset, device: str) -> PairData | None:
         as_tensor([dataset.code_vector(dataset.clips[p.clip_a]) for p in pairs], torch.long),
         as_tensor([dataset.code_vector(dataset.clips[p.clip_b]) for p in pairs], torch.long),
         as_tensor([p.t for p in pairs], torch.float32),
-        as_tensor([np.round(pair_person(dataset, p) * 255) for p in pairs], torch.uint8),
+        as_tensor([np.round(dataset.pair_matte(p) * 255) for p in pairs], torch.uint8),
     )
 
 
@@ -332,8 +314,7 @@ class Trainer:
         f = self.frames
         target_alpha = f.masks[idx].float() / 255
         background = self.background_schedule[i]
-        target = f.images[idx].float() / 255 * target_alpha[..., None] \
-            + background[:, None, None] * (1 - target_alpha[..., None])
+        target = over_background(f.images[idx].float() / 255, target_alpha, background)
         out = self.render(self.decode(self.model.latent(f.codes[idx]), f.expressions[idx]), f.viewmats[idx],
                           background)
         l1 = (out.rgb - target).abs().mean()
@@ -369,19 +350,21 @@ class Trainer:
         return losses
 
     def interp_loss(self, idx: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """L1 to the 2D interpolation targets inside their regions.
+        """L1 of colour and alpha to the 2D interpolation targets inside their regions.
 
-        On the person the render goes over a random `background`: composited over the target there, a
-        transparent avatar reproduced it exactly and the loss taught holes (white rims where the glasses
-        and lips regions are, in every frontal render). See `composite_for_pair`."""
+        Like a frame, a target is compared over a random `background` through its matte: over the
+        target's own pixels a transparent avatar would reproduce it exactly, and the loss would teach
+        holes in every region it supervises."""
+        cfg = self.avatar_config
         p = self.pairs
         t = p.t[idx][:, None]
         latents = (1 - t) * self.model.latent(p.codes_a[idx]) + t * self.model.latent(p.codes_b[idx])
-        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx])
-        target = p.images[idx].float() / 255
-        region = p.masks[idx].float()[..., None] / 255
-        composite = composite_for_pair(out.rgb, out.alpha, target, p.persons[idx].float() / 255, background)
-        return ((composite - target).abs() * region).sum() / (region.sum() * 3).clamp_min(1.0)
+        out = self.render(self.decode(latents, p.expressions[idx]), p.viewmats[idx], background)
+        matte = p.mattes[idx].float() / 255
+        target = over_background(p.images[idx].float() / 255, matte, background)
+        region = p.masks[idx].float() / 255
+        error = (out.rgb - target).abs().mean(-1) + cfg.alpha_weight * (out.alpha - matte).abs()
+        return (error * region).sum() / region.sum().clamp_min(1.0)
 
     @torch.no_grad()
     def relocate(self) -> None:

@@ -24,7 +24,7 @@ import torch
 from perse.avatar.avatar import Avatar
 from perse.avatar.losses import psnr, ssim
 from perse.avatar.render import render_batch
-from perse.avatar.train import composite_for_pair, load_frames, pair_person
+from perse.avatar.train import load_frames, over_background
 from perse.config import PipelineConfig
 from perse.camera import crop_points_to_world, project
 from perse.dataset import Dataset, atomic_write_json, read_dataset
@@ -150,14 +150,16 @@ def target_error(avatar: Avatar, dataset: Dataset) -> dict[str, Any]:
         chunk = pairs[start:start + BATCH]
         viewmats = torch.tensor(np.array([p.world_to_camera for p in chunk]), dtype=torch.float32, device=device)
         expressions = torch.tensor(np.array([p.expression for p in chunk]), dtype=torch.float32, device=device)
-        out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size)
+        # As the interpolation loss compares, over white (the app's background).
+        white = WHITE.to(device).expand(len(chunk), 3)
+        out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size,
+                           white)
         for i, pair in enumerate(chunk):
-            target = torch.as_tensor(dataset.pair_image(pair), device=device)[None]
+            image = torch.as_tensor(dataset.pair_image(pair), device=device)[None]
+            matte = torch.as_tensor(dataset.pair_matte(pair), device=device)[None]
             region = torch.as_tensor(dataset.pair_mask(pair), device=device)[..., None]
-            person = torch.as_tensor(pair_person(dataset, pair), device=device)[None]
-            # As the interpolation loss compares, with white (the app's background) under holes.
-            composite = composite_for_pair(out.rgb[i:i + 1], out.alpha[i:i + 1], target, person, WHITE.to(device))
-            scores.append(psnr(composite[0].clamp(0, 1), target[0], region))
+            target = over_background(image, matte, white[:1])
+            scores.append(psnr(out.rgb[i].clamp(0, 1), target[0], region))
     return {"pairs": len(pairs), "psnr_in_region": float(np.mean(scores)),
             "source": dataset.meta.extra.get("interp", "unknown")}
 

@@ -204,7 +204,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
                 region = second.region if first is None else np.maximum(first.region, second.region)
                 target = morph(source_image if first is None else first.image, second.image,
                                portrait.matte if first is None else first.matte, second.matte, region, pair.t)
-            writer.add_pair(pair, _composite(target.image, target.matte, background), target.region)
+            writer.add_pair(pair, _composite(target.image, target.matte, background), target.region, target.matte)
 
     clip_order: list[str] = []
     pair_order: list[str] = []

@@ -147,7 +147,7 @@ def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categor
     for index, category in enumerate(categories):
         mask = head.region_mask(index, frontal, device=device)
         for t in pair_ts:
-            image, _ = _shot(head, frontal, {category: (1, 2, t)}, zero, device)
+            image, alpha = _shot(head, frontal, {category: (1, 2, t)}, zero, device)
             writer.add_pair(Pair(f"{category}_t{int(round(t * 100)):02d}", category, f"{category}_1", f"{category}_2",
-                                 float(t), frontal.viewmat.tolist(), zero), image, mask)
+                                 float(t), frontal.viewmat.tolist(), zero), image, mask, alpha)
     return writer.close()

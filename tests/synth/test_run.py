@@ -64,6 +64,7 @@ def test_run_synth_writes_a_valid_dataset_and_skips_it_next_time(run_dir):
     composite = expected.image * expected.matte[..., None] + (1 - expected.matte[..., None]) * background
     assert np.abs(dataset.pair_image(pair) - composite).max() <= 1.5 / 255
     assert dataset.pair_mask(pair).max() == 1.0
+    assert np.abs(dataset.pair_matte(pair) - expected.matte).max() <= 1.5 / 255
 
     again = list(run_synth(run_dir, config))
     assert len(again) == 1 and "skipped" in again[0].message
