@@ -83,7 +83,8 @@ class AvatarConfig:
     lpips_weight: float = 0.0
     densify: bool = True
     # Densify and prune at a fixed budget: every densify_every steps (until densify_until of the run),
-    # Gaussians fainter than prune_opacity move onto the ones with the largest position gradients.
+    # Gaussians fainter than prune_opacity move to where they help (perse/avatar/densify.py: gsplat's
+    # MCMC strategy on CUDA, the largest position gradients on CPU).
     densify_every: int = 100
     densify_until: float = 0.7
     prune_opacity: float = 0.01

@@ -102,7 +102,7 @@ def _render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) 
     if not g.means.is_cuda:
         raise PerseError("render: the gsplat backend needs CUDA tensors; move the Gaussians to 'cuda' or use "
                          "backend='torch'")
-    rasterization = _gsplat_rasterization()
+    rasterization = load_gsplat().rasterization
     out, alpha, _ = rasterization(
         g.means, g.quats, g.scales, g.opacities, g.colors, viewmats[:, None], Ks[:, None], width, height,
         near_plane=NEAR_PLANE, eps2d=EPS2D, render_mode="RGB+ED" if return_depth else "RGB",
@@ -114,8 +114,8 @@ def _render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) 
     return RenderResult(out[..., :3] + (1 - alpha[..., None]) * bg[:, None, None, :], alpha, depth)
 
 
-def _gsplat_rasterization():
-    """gsplat's rasterizer. gsplat JIT-builds its CUDA extension on first import (~80 s); where
+def load_gsplat():
+    """The gsplat package, its CUDA extension loaded. gsplat JIT-builds its CUDA extension on first import (~80 s); where
     PERSE_GSPLAT_PREBUILT names an extension built earlier for the same torch and GPU (gsplat_cuda.so),
     it is loaded instead."""
     prebuilt = os.environ.get("PERSE_GSPLAT_PREBUILT")
@@ -128,10 +128,11 @@ def _gsplat_rasterization():
         # gsplat imports `gsplat.csrc` first and only JIT-builds when that fails.
         sys.modules["gsplat.csrc"] = module
     try:
-        from gsplat import rasterization
+        import gsplat
+        import gsplat.strategy
     except ImportError as exc:
         raise PerseError(f"the CUDA renderer needs gsplat ({exc}); install requirements.txt, or render on CPU") from exc
-    return rasterization
+    return gsplat
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from perse.avatar.avatar import CHECKPOINT, Avatar, avatar_dir, load_checkpoint, save_checkpoint
+from perse.avatar.densify import GAUSSIAN_PARAMS, make_densifier
 from perse.avatar.gaussians import Gaussians
 from perse.avatar.losses import load_lpips, psnr, ssim
-from perse.avatar.model import AvatarModel, inverse_sigmoid
+from perse.avatar.model import AvatarModel
 from perse.avatar.render import render_batch
 from perse.camera import unproject
 from perse.config import PipelineConfig
@@ -189,13 +190,13 @@ def _ellipsoid_points(dataset: Dataset, frames: FrameData, n: int, generator: np
 
 
 def make_optimizer(model: AvatarModel, config) -> torch.optim.Optimizer:
-    groups = [
-        {"params": [model.means], "lr": config.means_lr},
-        {"params": [model.log_scales, model.quats, model.opacity_logits, model.color_logits], "lr": config.lr},
-        {"params": [model.features], "lr": config.lr},
+    # One named group per per-Gaussian tensor: densification (gsplat's strategy) replaces them one by one.
+    groups = [{"params": [getattr(model, attribute)], "lr": config.means_lr if name == "means" else config.lr,
+               "name": name} for name, attribute in GAUSSIAN_PARAMS.items()]
+    groups += [
         {"params": list(model.decoder.parameters()) + list(model.position_features.parameters()),
-         "lr": config.decoder_lr},
-        {"params": list(model.codes.parameters()), "lr": config.code_lr},
+         "lr": config.decoder_lr, "name": "decoder"},
+        {"params": list(model.codes.parameters()), "lr": config.code_lr, "name": "codes"},
     ]
     fused = model.means.is_cuda
     return torch.optim.Adam(groups, eps=1e-15, fused=fused)
@@ -254,7 +255,7 @@ class Trainer:
                                  seed=config.seed).to(device)
         self.optimizer = make_optimizer(self.model, self.avatar_config)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.grad_accum = torch.zeros(self.model.num_gaussians, device=device)
+        self.densifier = make_densifier(self.model, self.optimizer, self.avatar_config, config.seed)
         self.frame_schedule, self.background_schedule, self.pair_schedule = schedule(
             config, len(self.frames), len(self.pairs or []))
         self.frame_schedule = self.frame_schedule.to(device)
@@ -273,7 +274,7 @@ class Trainer:
             "step": self.step_index,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "grad_accum": self.grad_accum,
+            "densify": self.densifier.state_dict() if self.densifier else {},
             "config": self.config.to_dict(),
             "categories": meta.categories,
             "expression_names": meta.expression_names,
@@ -295,9 +296,13 @@ class Trainer:
             raise PerseError(f"{avatar_dir(self.run) / CHECKPOINT} was trained with different settings "
                              f"({', '.join(changed) or 'seed'}); resume with the same config, or train without "
                              "--resume to start over")
+        if "densify" not in state:
+            raise PerseError(f"{avatar_dir(self.run) / CHECKPOINT} was written by an older PERSE Studio; train "
+                             "without --resume to start over")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])  # lrs included: they follow the decay
-        self.grad_accum = state["grad_accum"].to(self.device)
+        if self.densifier:
+            self.densifier.load_state_dict(state["densify"])
         self.step_index = int(state["step"])
 
     # -- one step ------------------------------------------------------------------------------
@@ -336,15 +341,15 @@ class Trainer:
             loss = loss + cfg.interp_weight * losses["interp"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.densify:
-            self.grad_accum += self.model.means.grad.norm(dim=-1)
+        if self.densifier:
+            self.densifier.after_backward()
         self.optimizer.step()
         self.step_index = i + 1
         decay = cfg.lr_final ** (self.step_index / cfg.steps)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * decay
-        if cfg.densify and self.step_index % cfg.densify_every == 0 and self.step_index < cfg.densify_until * cfg.steps:
-            self.relocate()
+        if self.densifier:
+            self.densifier.after_step(self.step_index, cfg.means_lr * decay)
         losses["total"] = loss
         self.last_render = (out.rgb.detach(), target)
         return losses
@@ -365,42 +370,6 @@ class Trainer:
         region = p.masks[idx].float() / 255
         error = (out.rgb - target).abs().mean(-1) + cfg.alpha_weight * (out.alpha - matte).abs()
         return (error * region).sum() / region.sum().clamp_min(1.0)
-
-    @torch.no_grad()
-    def relocate(self) -> None:
-        """Move faint Gaussians onto copies of the most-needed ones (largest accumulated position
-        gradient), splitting each chosen parent in two smaller halves; keeps N fixed so optimizer state
-        and tensor shapes stay valid."""
-        cfg = self.avatar_config
-        m = self.model
-        opacity = torch.sigmoid(m.opacity_logits)
-        dead = (opacity < cfg.prune_opacity).nonzero()[:, 0]
-        alive = (opacity >= cfg.prune_opacity).nonzero()[:, 0]
-        if len(dead) and len(alive):
-            generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 7919 + self.step_index)
-            weight = self.grad_accum[alive] + 1e-12
-            parents = alive[torch.multinomial(weight, len(dead), replacement=True, generator=generator)]
-            scales = torch.exp(m.log_scales[parents])
-            noise = torch.randn(len(dead), 3, device=self.device, generator=generator)
-            m.means[dead] = m.means[parents] + noise * scales
-            shrink = math.log(1.6)
-            m.log_scales[parents] -= shrink
-            m.log_scales[dead] = m.log_scales[parents]
-            # Two halves that together cover what the parent covered: 1 - (1 - o')^2 = o.
-            halved = inverse_sigmoid(1 - torch.sqrt(1 - opacity[parents].clamp_max(0.99)))
-            m.opacity_logits[parents] = halved
-            m.opacity_logits[dead] = halved
-            m.quats[dead] = m.quats[parents]
-            m.color_logits[dead] = m.color_logits[parents]
-            m.features[dead] = m.features[parents]
-            touched = torch.cat([dead, parents])
-            for group in self.optimizer.param_groups[:3]:
-                for param in group["params"]:
-                    state = self.optimizer.state.get(param, {})
-                    for key in ("exp_avg", "exp_avg_sq"):
-                        if key in state:
-                            state[key][touched] = 0
-        self.grad_accum.zero_()
 
     # -- previews ------------------------------------------------------------------------------
     @torch.no_grad()
