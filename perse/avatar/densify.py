@@ -9,8 +9,8 @@ Two rules behind one small protocol, chosen by device:
   accumulated position gradient, each parent split into two smaller halves.
 
 Both act on the canonical Gaussians (AvatarModel's per-Gaussian parameters, decoder features included)
-and keep the optimizer's state consistent; both draw from a generator seeded by the step, so a resumed
-run relocates exactly as an uninterrupted one.
+and keep the optimizer's state consistent; both draw their random numbers from a generator seeded by
+the step, so a resumed run makes the same draws as an uninterrupted one.
 """
 from __future__ import annotations
 

@@ -115,9 +115,9 @@ def _render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) 
 
 
 def load_gsplat():
-    """The gsplat package, its CUDA extension loaded. gsplat JIT-builds its CUDA extension on first import (~80 s); where
-    PERSE_GSPLAT_PREBUILT names an extension built earlier for the same torch and GPU (gsplat_cuda.so),
-    it is loaded instead."""
+    """The gsplat package with its CUDA extension loaded. gsplat JIT-builds the extension on first import
+    (~80 s); where PERSE_GSPLAT_PREBUILT names one built earlier for the same torch and GPU
+    (gsplat_cuda.so), that one is loaded instead."""
     prebuilt = os.environ.get("PERSE_GSPLAT_PREBUILT")
     if prebuilt and "gsplat.csrc" not in sys.modules:
         if not Path(prebuilt).is_file():
