@@ -55,8 +55,8 @@ def _refines(config: AvatarConfig, step: int) -> bool:
     return step % config.densify_every == 0 and step < config.densify_until * config.steps
 
 
-def _step_generator(device: torch.device, seed: int, step: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed * 7919 + step)
+def _step_seed(seed: int, step: int) -> int:
+    return seed * 7919 + step
 
 
 class GradientRelocation:
@@ -80,7 +80,7 @@ class GradientRelocation:
         dead = (opacity < self.config.prune_opacity).nonzero()[:, 0]
         alive = (opacity >= self.config.prune_opacity).nonzero()[:, 0]
         if len(dead) and len(alive):
-            generator = _step_generator(m.means.device, self.seed, step)
+            generator = torch.Generator(device=m.means.device).manual_seed(_step_seed(self.seed, step))
             weight = self.grad_accum[alive] + 1e-12
             parents = alive[torch.multinomial(weight, len(dead), replacement=True, generator=generator)]
             scales = torch.exp(m.log_scales[parents])
@@ -140,7 +140,7 @@ class GsplatMCMC:
         device = self.model.means.device
         # gsplat samples from the global generator: fork it, seeded by the step, for exact resumes.
         with torch.random.fork_rng(devices=[device]):
-            torch.manual_seed(self.seed * 7919 + step)
+            torch.manual_seed(_step_seed(self.seed, step))
             self.strategy.step_post_backward(params, self.optimizers, self.strategy_state, step, {}, lr=means_lr)
         # Relocation wraps each tensor in a new Parameter (same storage); the model must hold the ones
         # the optimizer now steps.

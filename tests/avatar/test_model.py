@@ -6,29 +6,14 @@ import pytest
 import torch
 
 from perse.avatar.avatar import Avatar
-from perse.avatar.losses import psnr
-from perse.avatar.render import render_batch
-from perse.avatar.train import load_frames
 from perse.dataset import read_dataset
 from perse.errors import PerseError
 
-
-def _render_frames(avatar: Avatar, frames, intrinsics, size):
-    with torch.no_grad():
-        g = avatar.model.decode(avatar.model.latent(frames.codes), frames.expressions)
-        return render_batch(g, frames.viewmats, torch.tensor(intrinsics, dtype=torch.float32), size, size)
+from conftest import training_frame_psnr
 
 
 def test_overfits_training_frames(trained_run):
-    avatar = Avatar.load(trained_run, "cpu")
-    dataset = read_dataset(trained_run)
-    frames = load_frames(dataset, avatar.config.avatar.holdout_every, False, "cpu")
-    out = _render_frames(avatar, frames, dataset.meta.intrinsics, dataset.meta.image_size)
-    alpha = frames.masks.float() / 255
-    target = frames.images.float() / 255 * alpha[..., None]
-    # Scored on the person only (matte or render covers the pixel), not the easy empty background.
-    person = ((alpha > 0.01) | (out.alpha > 0.01)).float()[..., None]
-    value = psnr(out.rgb, target, person)
+    value = training_frame_psnr(trained_run, "cpu")
     print(f"training-frame PSNR on the person: {value:.2f} dB")
     assert value >= 30.0
 

@@ -6,20 +6,17 @@ import shutil
 import pytest
 import torch
 
-from perse.avatar.avatar import Avatar
 from perse.avatar.densify import GAUSSIAN_PARAMS, GsplatMCMC
-from perse.avatar.losses import psnr
-from perse.avatar.render import render_batch
-from perse.avatar.train import Trainer, load_frames, train
-from perse.dataset import read_dataset
+from perse.avatar.train import Trainer, train
 
-from conftest import tiny_config
+from conftest import tiny_config, training_frame_psnr
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
 def _optimizer_params(trainer: Trainer) -> dict:
-    return {group["name"]: group["params"][0] for group in trainer.optimizer.param_groups if group["name"] in GAUSSIAN_PARAMS}
+    return {group["name"]: group["params"][0] for group in trainer.optimizer.param_groups
+            if group["name"] in GAUSSIAN_PARAMS}
 
 
 def test_gsplat_strategy_relocates_faint_gaussians(procedural_run):
@@ -52,16 +49,6 @@ def test_cuda_training_with_gsplat_strategy_overfits(procedural_run, tmp_path):
     shutil.copytree(procedural_run / "dataset", run / "dataset")
     events = list(train(run, tiny_config(device="cuda")))
     assert events[-1].fraction == 1.0
-    avatar = Avatar.load(run, "cuda")
-    dataset = read_dataset(run)
-    frames = load_frames(dataset, avatar.config.avatar.holdout_every, False, "cuda")
-    with torch.no_grad():
-        g = avatar.model.decode(avatar.model.latent(frames.codes), frames.expressions)
-        out = render_batch(g, frames.viewmats, torch.tensor(dataset.meta.intrinsics, dtype=torch.float32),
-                           dataset.meta.image_size, dataset.meta.image_size)
-    alpha = frames.masks.float() / 255
-    target = frames.images.float() / 255 * alpha[..., None]
-    person = ((alpha > 0.01) | (out.alpha > 0.01)).float()[..., None]
-    value = psnr(out.rgb, target, person)
+    value = training_frame_psnr(run, "cuda")
     print(f"CUDA training-frame PSNR on the person: {value:.2f} dB")
     assert value >= 30.0
