@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 from machine_info import device_name  # noqa: E402  (bench/, beside this script)
 
 from perse.avatar.avatar import Avatar  # noqa: E402
-from perse.avatar.gaussians import Gaussians  # noqa: E402
-from perse.avatar.render import render  # noqa: E402
-from perse.camera import Camera  # noqa: E402
 from perse.avatar.train import Trainer, train  # noqa: E402
 from perse.config import build_config  # noqa: E402
+from perse.core.camera import Camera  # noqa: E402
+from perse.core.gaussians import Gaussians  # noqa: E402
+from perse.core.render import render  # noqa: E402
 from perse.testing.procedural import write_procedural_dataset  # noqa: E402
 
 TARGETS = {"train_step_ms": 10.0, "render_fps": 300.0, "train_wall_s": 60.0, "peak_gpu_gb": 16.0,

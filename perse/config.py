@@ -40,7 +40,7 @@ class IngestConfig:
 class SynthConfig:
     editor: str = "parametric"  # "parametric" | "diffusers"
     animator: str = "lift"
-    # The lift animator's renderer: "gaussians" (perse.avatar.render), "splat" (its fast forward
+    # The lift animator's renderer: "gaussians" (perse.core.render), "splat" (its fast forward
     # splatter), or "auto" (gaussians on CUDA, splat on CPU).
     lift_renderer: str = "auto"
     identity: str = "dlib"  # "dlib" | "insightface"

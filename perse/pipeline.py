@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from perse.config import PipelineConfig
-from perse.dataset import atomic_write_json, is_complete
+from perse.core.io import atomic_write_json
+from perse.dataset import is_complete
 from perse.errors import InputImageError
 from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import is_ingested

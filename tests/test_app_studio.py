@@ -7,7 +7,7 @@ import torch
 from perse.app import studio
 from perse.avatar.train import train
 from perse.config import build_config
-from perse.export.ply import read_ply
+from perse.core.ply import read_ply
 from perse.testing.procedural import write_procedural_dataset
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from perse.camera import Camera, head_pose_viewmat, project, unproject
+from perse.core.camera import Camera, head_pose_viewmat, project, unproject
 
 
 def test_crop_spans_unit_square_at_face_plane():

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from perse.camera import frontal_viewmat, intrinsics
+from perse.core.camera import frontal_viewmat, intrinsics
 from perse.dataset import Clip, DatasetWriter, Frame, Pair, is_complete, read_dataset
 from perse.errors import DatasetError
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perse.camera import intrinsics, rotation_ypr
+from perse.core.camera import intrinsics, rotation_ypr
 from perse.errors import InputImageError
 from perse.ingest import ingest, mesh
 from perse.ingest.face import detect_faces, head_pose, head_rotation
@@ -146,7 +146,7 @@ def test_head_pose_decomposes_in_the_camera_convention(ingested):
     turned = (landmarks - center) @ turn.T + center
     assert np.allclose(head_rotation(turned), turn @ head_rotation(landmarks), atol=1e-9)
     turned_pose = head_pose(turned)
-    # Positive yaw moves the nose towards the image's left edge (perse.camera's convention).
+    # Positive yaw moves the nose towards the image's left edge (perse.core.camera's convention).
     assert turned_pose["yaw"] > pose["yaw"] + 15
     assert turned[mesh.NOSE_TIP, 0] - turned[mesh.SIDE_LEFT, 0] < landmarks[mesh.NOSE_TIP, 0] - landmarks[mesh.SIDE_LEFT, 0]
 

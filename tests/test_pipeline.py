@@ -43,8 +43,8 @@ def test_every_output_exists(tiny_run):
 def test_held_out_psnr_recomputed_independently(tiny_run):
     """Render each held-out frame through the single-camera API and pool the squared error in numpy."""
     from perse.avatar.avatar import Avatar
-    from perse.avatar.render import render
-    from perse.camera import Camera
+    from perse.core.camera import Camera
+    from perse.core.render import render
     from perse.dataset import read_dataset
 
     run_dir, _, _ = tiny_run
@@ -85,7 +85,7 @@ def test_rerun_skips_finished_stages_and_redoes_changed_ones(tiny_run):
 
 def test_commands_on_the_trained_avatar(tiny_run, tmp_path, capsys):
     from perse.cli import main
-    from perse.export.ply import read_ply
+    from perse.core.ply import read_ply
 
     run_dir, _, _ = tiny_run
     out = tmp_path / "r.png"

@@ -22,9 +22,9 @@ from PIL import Image
 
 from perse.avatar.avatar import Avatar
 from perse.config import PipelineConfig
+from perse.core.ply import write_ply
 from perse.errors import PerseError
 from perse.events import CancelToken, Progress
-from perse.export.ply import write_ply
 from perse.export.video import interpolation_frames, write_video
 from perse.pipeline import RunState
 from perse.pipeline import run as run_pipeline

@@ -14,19 +14,18 @@ a value label, a code index or a (latent_dim,) code tensor; unnamed categories k
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import numpy as np
 import torch
 
-from perse.avatar.gaussians import Gaussians
 from perse.avatar.model import AvatarModel
-from perse.avatar.render import render
-from perse.camera import Camera, head_pose_viewmat
 from perse.config import PipelineConfig, config_from_dict
+from perse.core.camera import Camera, head_pose_viewmat
+from perse.core.gaussians import Gaussians
+from perse.core.io import atomic_path
+from perse.core.render import render
 from perse.errors import PerseError
 
 CHECKPOINT = "checkpoint.pt"
@@ -39,15 +38,8 @@ def avatar_dir(run: Path | str) -> Path:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file then rename, so a crash never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:

@@ -121,7 +121,7 @@ class GsplatMCMC:
     """The CUDA rule: gsplat's MCMCStrategy (see the module docstring)."""
 
     def __init__(self, model: AvatarModel, optimizer: torch.optim.Optimizer, config: AvatarConfig, seed: int):
-        from perse.avatar.render import load_gsplat
+        from perse.core.render import load_gsplat
 
         strategy_module = load_gsplat().strategy
         self.model, self.config, self.seed = model, config, seed

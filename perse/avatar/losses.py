@@ -54,8 +54,8 @@ def load_lpips(device: torch.device | str):
     rather than score with a random backbone.
     """
     try:
-        import torchvision  # noqa: F401  (lpips imports it; checked first for a clear reason)
         import lpips
+        import torchvision  # noqa: F401  (lpips imports it; checked first for a clear reason)
     except ImportError as exc:
         return None, f"LPIPS unavailable: {exc.name} is not installed"
     try:

@@ -1,6 +1,6 @@
 """The PERSE avatar: canonical 3D Gaussians whose look is decoded from a per-category latent.
 
-Canonical space is world space at the frontal head pose (perse.camera); a frame's head pose is its
+Canonical space is world space at the frontal head pose (perse.core.camera); a frame's head pose is its
 world-to-camera matrix, so the model never moves Gaussians rigidly itself. A latent is the
 concatenation of one `latent_dim` sub-vector per category. Each category owns a table of learned codes,
 row 0 being the source (reference) look. A decoder maps (canonical position encoding, latent,
@@ -18,8 +18,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from perse.avatar.gaussians import Gaussians
 from perse.config import AvatarConfig
+from perse.core.gaussians import Gaussians
 
 OUTPUTS = (("color", 3), ("opacity", 1), ("scale", 3), ("rotation", 4), ("offset", 3))
 # Offsets are decoded in units of this many world units (the head radius is about 0.4), so a unit

@@ -22,18 +22,25 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from perse.avatar.avatar import CHECKPOINT, Avatar, avatar_dir, load_checkpoint, save_checkpoint
+from perse.avatar.avatar import (
+    CHECKPOINT,
+    Avatar,
+    avatar_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
 from perse.avatar.densify import GAUSSIAN_PARAMS, make_densifier
-from perse.avatar.gaussians import Gaussians
 from perse.avatar.losses import load_lpips, psnr, ssim
 from perse.avatar.model import AvatarModel
-from perse.avatar.render import render_batch
-from perse.camera import unproject
 from perse.config import PipelineConfig
-from perse.dataset import Dataset, atomic_write_json, read_dataset, save_png
+from perse.core.camera import unproject
+from perse.core.gaussians import Gaussians
+from perse.core.io import atomic_write_json, save_png
+from perse.core.ply import write_ply
+from perse.core.render import render_batch
+from perse.dataset import Dataset, read_dataset
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import NEVER, CancelToken, Progress
-from perse.export.ply import write_ply
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change when
 # things are saved or shown, never what is computed.

@@ -14,7 +14,8 @@ import numpy as np
 
 from perse.avatar.avatar import Avatar
 from perse.config import PipelineConfig
-from perse.dataset import read_dataset, save_png
+from perse.core.io import save_png
+from perse.dataset import read_dataset
 from perse.errors import DatasetError
 from perse.events import NEVER, CancelToken, Progress
 from perse.export.video import turntable_frames, write_video
@@ -52,7 +53,7 @@ def value_path_frames(avatar: Avatar, category: str, steps_per_value: int, size:
 
 
 def sample_grid(avatar: Avatar, seed: int, size: int | None = None) -> np.ndarray:
-    from perse.synth.sheet import contact_sheet
+    from perse.core.images import contact_sheet
 
     tiles = [avatar.render(avatar.sample(seed=seed + i), size=size) for i in range(SAMPLES)]
     return contact_sheet(tiles, [f"seed {seed + i}" for i in range(SAMPLES)], columns=SAMPLES // 2,

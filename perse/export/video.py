@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from perse.avatar.avatar import Avatar, Selection
+from perse.core.io import atomic_path, to_uint8
 from perse.errors import PerseError
 
 
@@ -43,11 +42,8 @@ def write_video(path: Path | str, frames: Sequence[np.ndarray], fps: int = 24) -
         raise PerseError(f"{path}: choose a .mp4 or .gif file name")
     if not frames:
         raise PerseError(f"{path}: no frames to write")
-    data = np.stack([f if f.dtype == np.uint8 else np.clip(np.round(f * 255), 0, 255).astype(np.uint8) for f in frames])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
+    data = np.stack([to_uint8(f) for f in frames])
+    with atomic_path(path, suffix) as tmp:
         if suffix == ".gif":
             iio.imwrite(tmp, data, duration=1000 / fps, loop=0)
         else:
@@ -58,9 +54,5 @@ def write_video(path: Path | str, frames: Sequence[np.ndarray], fps: int = 24) -
 
             iio2.mimwrite(tmp, data, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                           macro_block_size=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 

@@ -12,7 +12,13 @@ import numpy as np
 from perse.config import IngestConfig
 from perse.ingest import mesh
 from perse.ingest.face import face_height
-from perse.ingest.geometry import eye_roll_deg, inside_photo, similarity_transform, transform_landmarks, warp
+from perse.ingest.geometry import (
+    eye_roll_deg,
+    inside_photo,
+    similarity_transform,
+    transform_landmarks,
+    warp,
+)
 
 # Growth of the crop above the head, in face heights: at most this much (the face must stay large
 # enough to be the subject), and a little headroom above the silhouette's top.

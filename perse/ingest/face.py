@@ -13,7 +13,12 @@ import cv2
 import numpy as np
 
 from perse.ingest import mesh
-from perse.ingest.geometry import eye_roll_deg, similarity_transform, transform_landmarks, warp
+from perse.ingest.geometry import (
+    eye_roll_deg,
+    similarity_transform,
+    transform_landmarks,
+    warp,
+)
 
 # Longest side fed to the face detector: its networks see 128-192 px, so more only costs time.
 DETECT_MAX_SIDE = 1024
@@ -139,7 +144,7 @@ def head_rotation(landmarks: np.ndarray) -> np.ndarray:
 
 
 def head_pose(landmarks: np.ndarray) -> dict[str, float]:
-    """Yaw, pitch, roll in degrees such that perse.camera.rotation_ypr(yaw, pitch, roll) is the head rotation."""
+    """Yaw, pitch, roll in degrees such that perse.core.camera.rotation_ypr(yaw, pitch, roll) is the head rotation."""
     r = head_rotation(landmarks)
     # rotation_ypr = Rz(roll) Rx(pitch) Ry(yaw): its last row is (-cos p sin y, sin p, cos p cos y) and its
     # second column is (-sin r cos p, cos r cos p, sin p).

@@ -1,6 +1,6 @@
 """Plane geometry shared by the ingest steps: similarity transforms, landmark mapping, resampling.
 
-Two pixel conventions meet here. Landmarks use mediapipe's and perse.camera's: the image spans [0, W]
+Two pixel conventions meet here. Landmarks use mediapipe's and perse.core.camera's: the image spans [0, W]
 and pixel i covers [i, i + 1], its centre at i + 0.5 (the intrinsics' principal point is size / 2).
 Affine matrices are OpenCV's (cv2.warpAffine reproduces the crop from the photo with them), which map
 pixel centres given as integers. `transform_landmarks` converts between the two.

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from perse.dataset import atomic_write_json, load_png, save_png
+from perse.core.io import atomic_write_json, load_png, save_png
 from perse.errors import PerseError
 
 # Soft masks in [0, 1] at crop resolution. Editors, the animator and metrics rely on these names.
@@ -36,14 +36,14 @@ class Portrait:
     image: np.ndarray  # (S, S, 3) uint8 RGB
     # (478, 3) float32 mediapipe face mesh with iris, in crop pixels; z in pixels, negative = nearer
     # the camera (mediapipe's convention, scaled by the crop width). Pixel i spans [i, i + 1], its centre
-    # at i + 0.5, as in perse.camera's intrinsics (subtract 0.5 before drawing with OpenCV).
+    # at i + 0.5, as in perse.core.camera's intrinsics (subtract 0.5 before drawing with OpenCV).
     landmarks: np.ndarray
     matte: np.ndarray  # (S, S) float32 in [0, 1]
     masks: dict[str, np.ndarray]  # region name -> (S, S) float32 in [0, 1]
     # 2x3 affine taking original-photo pixels to crop pixels (rotation removes head roll).
     crop_transform: np.ndarray
-    head_pose: dict[str, float]  # yaw, pitch, roll in degrees (camera convention of perse.camera)
-    intrinsics: np.ndarray  # 3x3, from perse.camera.intrinsics(size, fov_deg)
+    head_pose: dict[str, float]  # yaw, pitch, roll in degrees (camera convention of perse.core.camera)
+    intrinsics: np.ndarray  # 3x3, from perse.core.camera.intrinsics(size, fov_deg)
     fov_deg: float
     source: str = ""
     source_size: tuple[int, int] = (0, 0)  # (width, height) of the oriented original

@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perse.camera import intrinsics
 from perse.config import PipelineConfig
+from perse.core.camera import intrinsics
 from perse.errors import InputImageError
 from perse.ingest import mesh
 from perse.ingest.crop import crop_transform, silhouette_above
@@ -141,8 +141,8 @@ def ingest(photo_path: str | Path, config: PipelineConfig) -> Portrait:
 
 def ingest_to_run(photo_path: str | Path, run_dir: str | Path, config: PipelineConfig) -> Portrait:
     """Ingest and write the run folder's portrait files (PERSE.md section 4) plus debug.png."""
+    from perse.core.io import save_png
     from perse.ingest.debug import debug_image
-    from perse.dataset import save_png
 
     portrait = ingest(photo_path, config)
     run_dir = Path(run_dir)

@@ -23,11 +23,12 @@ import torch
 
 from perse.avatar.avatar import Avatar
 from perse.avatar.losses import psnr, ssim
-from perse.avatar.render import render_batch
 from perse.avatar.train import load_frames, over_background
 from perse.config import PipelineConfig
-from perse.camera import crop_points_to_world, project
-from perse.dataset import Dataset, atomic_write_json, read_dataset
+from perse.core.camera import crop_points_to_world, project
+from perse.core.io import atomic_write_json
+from perse.core.render import render_batch
+from perse.dataset import Dataset, read_dataset
 from perse.events import NEVER, CancelToken, Progress
 from perse.export.run import renders_dir, value_path_frames
 from perse.metrics.disentangle import changed_outside

@@ -13,8 +13,8 @@ import itertools
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -22,16 +22,25 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from perse import camera as cam
 from perse.config import PipelineConfig
-from perse.dataset import (EXPRESSION_NAMES, SOURCE, Clip, DatasetWriter, Frame, Pair, atomic_write_bytes,
-                           dataset_dir, is_complete, save_png)
+from perse.core import camera as cam
+from perse.core.images import contact_sheet
+from perse.core.io import save_npz, save_png
+from perse.dataset import (
+    EXPRESSION_NAMES,
+    SOURCE,
+    Clip,
+    DatasetWriter,
+    Frame,
+    Pair,
+    dataset_dir,
+    is_complete,
+)
 from perse.errors import PerseError
 from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import Portrait
 from perse.synth.catalog import category as get_category
 from perse.synth.catalog import sample_values
-from perse.synth.sheet import contact_sheet
 
 INIT_POINTS = "init_points.npz"
 PREVIEW_FRAMES = 8
@@ -66,14 +75,6 @@ def resize_portrait(portrait: Portrait, size: int) -> Portrait:
 
 def _composite(image: np.ndarray, matte: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
     return image * matte[..., None] + (1 - matte[..., None]) * np.asarray(background, np.float32)
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 class _Timer:
@@ -140,7 +141,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     background = tuple(float(c) for c in animator.background)
     points, colors = animator.point_cloud(source_image, portrait.matte)
     root.mkdir(parents=True, exist_ok=True)
-    _save_npz(root / INIT_POINTS, points=points, colors=colors)
+    save_npz(root / INIT_POINTS, points=points, colors=colors)
     writer = DatasetWriter(
         run, syn.size, portrait.intrinsics,
         {name: [SOURCE] + [v.label for v in values] for name, values in chosen.items()},

@@ -16,10 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from perse.avatar.gaussians import Gaussians
-from perse.avatar.render import render
-from perse.camera import Camera, head_pose_viewmat, intrinsics
-from perse.dataset import EXPRESSION_NAMES, SOURCE, Clip, Dataset, DatasetWriter, Frame, Pair
+from perse.core.camera import Camera, head_pose_viewmat, intrinsics
+from perse.core.gaussians import Gaussians
+from perse.core.render import render
+from perse.dataset import (
+    EXPRESSION_NAMES,
+    SOURCE,
+    Clip,
+    Dataset,
+    DatasetWriter,
+    Frame,
+    Pair,
+)
 
 FOV_DEG = 14.0
 SKIN = (0.85, 0.64, 0.52)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from perse.avatar.avatar import Avatar
-from perse.avatar.gaussians import Gaussians
+from perse.core.gaussians import Gaussians
+from perse.core.ply import FIELDS, read_ply, write_ply
 from perse.errors import PerseError
-from perse.export.ply import FIELDS, read_ply, write_ply
 from perse.export.video import interpolation_frames, turntable_frames, write_video
 
 

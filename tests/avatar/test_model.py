@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import training_frame_psnr
 
 from perse.avatar.avatar import Avatar
 from perse.dataset import read_dataset
 from perse.errors import PerseError
-
-from conftest import training_frame_psnr
 
 
 def test_overfits_training_frames(trained_run):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from perse.avatar.gaussians import Gaussians
-from perse.avatar.render import render, render_batch, stack_gaussians
-from perse.camera import Camera, project
+from perse.core.camera import Camera, project
+from perse.core.gaussians import Gaussians
+from perse.core.render import render, render_batch, stack_gaussians
 from perse.errors import PerseError
 
 

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from perse.avatar.gaussians import Gaussians
-from perse.avatar.render import render
-from perse.camera import Camera, intrinsics, head_pose_viewmat
+from perse.core.camera import Camera, head_pose_viewmat, intrinsics
+from perse.core.gaussians import Gaussians
+from perse.core.render import render
 
 pytestmark = pytest.mark.gpu
 

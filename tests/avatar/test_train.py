@@ -7,13 +7,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from perse.avatar.avatar import CHECKPOINT, Avatar, avatar_dir
 from perse.avatar.train import train
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import CancelToken
-
-from conftest import tiny_config
 
 # Short, but covering stage 2 (interpolation pairs) and two densify/prune relocations.
 SHORT = {"avatar.steps": 24, "avatar.checkpoint_every": 8, "avatar.densify_every": 6, "avatar.prune_opacity": 0.45,
@@ -118,7 +117,7 @@ def test_relocation_moves_faint_gaussians_onto_busy_ones(procedural_run):
 def test_ellipsoid_initialisation_fits_the_mattes(tmp_path):
     """Without a point cloud the head is an ellipsoid fitted to the most frontal matte."""
     from perse.avatar.train import Trainer
-    from perse.camera import project
+    from perse.core.camera import project
     from perse.testing.procedural import write_procedural_dataset
 
     write_procedural_dataset(tmp_path, size=64, frames=3, categories=("hair",), pair_ts=(0.5,))

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from appserver import PORTRAITS
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

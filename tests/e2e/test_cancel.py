@@ -5,7 +5,6 @@ import re
 import time
 
 import pytest
-
 from appserver import PORTRAITS
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,8 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from appserver import E2E_OVERRIDES, PORTRAITS
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 # All five builds run at the same time (the default of one at a time would hide any mixing), each as

@@ -3,7 +3,7 @@ expressions move the right parts, and frames record exactly the camera and expre
 import numpy as np
 import pytest
 
-from perse.camera import head_pose_viewmat
+from perse.core.camera import head_pose_viewmat
 from perse.dataset import EXPRESSION_NAMES
 from perse.synth import face as F
 from perse.synth.animate.lift import LiftAnimator

@@ -4,9 +4,9 @@ import shutil
 import numpy as np
 import pytest
 
-from perse.camera import head_pose_viewmat
 from perse.cli import main
 from perse.config import build_config
+from perse.core.camera import head_pose_viewmat
 from perse.dataset import read_dataset
 from perse.errors import ConfigError, PerseError
 from perse.ingest.portrait import Portrait

@@ -1,6 +1,6 @@
 """Animator protocol: an edited portrait + the run's motion script -> a clip of frames.
 
-Every frame comes with the exact world-to-camera matrix (perse.camera convention) and expression
+Every frame comes with the exact world-to-camera matrix (perse.core.camera convention) and expression
 vector (perse.dataset.EXPRESSION_NAMES) it shows, the person alpha, and where the face landmarks
 landed (the identity filter aligns faces with them).
 """

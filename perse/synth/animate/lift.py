@@ -16,7 +16,7 @@ Geometry (built once per portrait, shared by every clip):
   that motion to nearby pixels with normalised Gaussian weights anchored by the landmarks that stay.
 
 Per clip only colours and opacities change (the edited portrait and its matte). Frames render many
-per call through perse.avatar.render (`gaussians`, the default on CUDA: gsplat), whose colours are
+per call through perse.core.render (`gaussians`, the default on CUDA: gsplat), whose colours are
 corrected so the frontal neutral render reproduces the input (a few residual iterations: each pixel's
 splat also bleeds into its neighbours), or through the forward splatter in splat.py (`splat`, the
 default on CPU, where the general compositor is ~50x slower for this scene).
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from perse import camera as cam
+from perse.core import camera as cam
 from perse.dataset import EXPRESSION_NAMES
 from perse.errors import PerseError
 from perse.synth import face as F
@@ -285,8 +285,8 @@ class LiftAnimator:
         return means, fields, quats, scales, opacities, colors_t, len(keep)
 
     def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions):
-        from perse.avatar.gaussians import Gaussians
-        from perse.avatar.render import RenderResult, render_batch
+        from perse.core.gaussians import Gaussians
+        from perse.core.render import RenderResult, render_batch
 
         b = len(viewmats)
         expr = torch.as_tensor(expressions, dtype=torch.float32, device=self.device)

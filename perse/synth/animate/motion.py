@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perse.camera import head_pose_viewmat
+from perse.core.camera import head_pose_viewmat
 from perse.dataset import EXPRESSION_NAMES
 
 # (centre, half-width, height) bumps over the clip's phase in [0, 1) for each expression.

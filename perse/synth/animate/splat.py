@@ -1,6 +1,6 @@
 """A fast forward splatter for lifted portraits, the lift animator's CPU renderer.
 
-The general Gaussian compositor (perse.avatar.render on CPU) costs ~0.3 s per 128 px frame for a
+The general Gaussian compositor (perse.core.render on CPU) costs ~0.3 s per 128 px frame for a
 one-splat-per-pixel portrait, too slow for hundreds of frames on a laptop. A lifted portrait is a
 special scene: a dense grid of pixel-sized, nearly opaque splats on one surface. Here each splat is
 drawn bilinearly into the 2 x 2 pixels around its projection; a per-pixel depth buffer keeps only the

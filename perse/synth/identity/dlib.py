@@ -58,7 +58,11 @@ class DlibScorer:
     _shared_lock = threading.Lock()
 
     def __init__(self, device: str = "cpu", weights: Path | None = None):
-        from perse.synth.identity.dlib_net import DlibFormatError, build_module, read_weights
+        from perse.synth.identity.dlib_net import (
+            DlibFormatError,
+            build_module,
+            read_weights,
+        )
 
         self._dlib = _import_dlib()
         weights = Path(weights) if weights else model_dir() / RECOGNITION_MODEL

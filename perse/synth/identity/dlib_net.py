@@ -167,8 +167,8 @@ def read_weights(path: Path) -> DlibNetWeights:
 def build_module(weights: DlibNetWeights):
     """The torch network for dlib's face-recognition ResNet (anet_type), loaded with `weights`."""
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     layers = iter(weights.layers)
 

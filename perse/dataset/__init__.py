@@ -17,63 +17,19 @@ valid meta.json is a complete dataset.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image
 
+from perse.core.io import atomic_write_json, load_png, save_png
 from perse.errors import DatasetError
 
 VERSION = 2  # 2: pairs carry the person matte of their target
 SOURCE = "source"
 EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(Path(path), json.dumps(data, indent=1).encode())
-
-
-def save_png(path: Path, array: np.ndarray) -> None:
-    """uint8 or [0, 1] float image (H, W[, C]) -> PNG, atomically."""
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        array = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_png(path: Path, gray: bool = False) -> np.ndarray:
-    """PNG -> float32 in [0, 1]: (H, W, 3), or (H, W) when gray."""
-    with Image.open(path) as image:
-        image = image.convert("L" if gray else "RGB")
-        return np.asarray(image, dtype=np.float32) / 255.0
 
 
 @dataclass

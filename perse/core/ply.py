@@ -3,14 +3,13 @@ x, y, z, nx, ny, nz, f_dc_0..2 (degree-0 spherical harmonics), opacity (logit), 
 rot_0..3 (quaternion wxyz). Our Gaussians carry plain RGB, so colour = 0.5 + SH_C0 * f_dc."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from perse.avatar.gaussians import Gaussians
+from perse.core.gaussians import Gaussians
+from perse.core.io import atomic_path
 from perse.errors import PerseError
 
 SH_C0 = 0.28209479177387814
@@ -40,15 +39,8 @@ def write_ply(path: Path | str, gaussians: Gaussians, max_gaussians: int | None 
     for i, name in enumerate(FIELDS):
         records[name] = data[:, i]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ply")
-    os.close(fd)
-    try:
-        PlyData([PlyElement.describe(records, "vertex")]).write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".ply") as tmp:
+        PlyData([PlyElement.describe(records, "vertex")]).write(str(tmp))
     return path
 
 

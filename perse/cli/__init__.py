@@ -10,10 +10,10 @@ from perse.config import PipelineConfig, build_config
 from perse.errors import PerseError
 
 COMMAND_MODULES: list[str] = [
-    "perse.ingest.cli",
-    "perse.synth.cli",
-    "perse.avatar.cli",
-    "perse.commands",
+    "perse.cli.ingest",
+    "perse.cli.synth",
+    "perse.cli.avatar",
+    "perse.cli.commands",
 ]
 
 

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import torch
 
-from perse.avatar.gaussians import Gaussians
-from perse.camera import Camera
+from perse.core.camera import Camera
+from perse.core.gaussians import Gaussians
 from perse.errors import PerseError
 
 EPS2D = 0.3

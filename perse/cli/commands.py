@@ -133,7 +133,7 @@ def _run(args) -> int:
 
 
 def _render(args) -> int:
-    from perse.dataset import save_png
+    from perse.core.io import save_png
 
     avatar = _load(args)
     base = avatar.sample(seed=args.sample) if args.sample is not None else None
@@ -156,8 +156,8 @@ def _interp(args) -> int:
 
 
 def _sample(args) -> int:
-    from perse.dataset import save_png
-    from perse.synth.sheet import contact_sheet
+    from perse.core.images import contact_sheet
+    from perse.core.io import save_png
 
     avatar = _load(args)
     categories = [args.category] if args.category else None
@@ -170,7 +170,7 @@ def _sample(args) -> int:
 
 
 def _export(args) -> int:
-    from perse.export.ply import write_ply
+    from perse.core.ply import write_ply
 
     avatar = _load(args)
     gaussians = avatar.gaussians(_latent(avatar, args.set), _expression(args.expr))
