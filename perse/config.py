@@ -82,6 +82,10 @@ class AvatarConfig:
     interp_weight: float = 1.0
     lpips_weight: float = 0.0
     densify: bool = True
+    # Backends by name (perse.core.render.RENDERERS, perse.avatar.densify.DENSIFIERS); "auto" picks by
+    # device: gsplat and gsplat's MCMC strategy on CUDA, the torch compositor and gradient relocation on CPU.
+    renderer: str = "auto"  # "auto" | "gsplat" | "torch"
+    densifier: str = "auto"  # "auto" | "mcmc" | "relocate"
     # Densify and prune at a fixed budget: every densify_every steps (until densify_until of the run),
     # Gaussians fainter than prune_opacity move to where they help (perse/avatar/densify.py: gsplat's
     # MCMC strategy on CUDA, the largest position gradients on CPU).

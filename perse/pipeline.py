@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from perse.config import PipelineConfig
 from perse.core.io import atomic_write_json
+from perse.core.paths import RunPaths
 from perse.dataset import is_complete
 from perse.errors import InputImageError
 from perse.events import NEVER, CancelToken, Progress
@@ -53,7 +54,7 @@ class RunState:
     """`<run>/stages.json`: for each stage, the key it last started with and the key it finished with."""
 
     def __init__(self, run: Path):
-        self.path = Path(run) / "stages.json"
+        self.path = RunPaths(run).stages
         data = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.started: dict[str, str] = data.get("started", {})
         self.done: dict[str, str] = data.get("done", {})
@@ -80,9 +81,8 @@ class RunState:
 
 def has_trained_avatar(run: Path) -> bool:
     """Training writes avatar.ply only after its last step, beside the final checkpoint."""
-    from perse.avatar.avatar import CHECKPOINT, avatar_dir
 
-    return (avatar_dir(run) / CHECKPOINT).exists() and (avatar_dir(run) / "avatar.ply").exists()
+    return RunPaths(run).checkpoint.exists() and RunPaths(run).avatar_ply.exists()
 
 
 def _logged(events: Iterator[Progress], log: Path) -> Iterator[Progress]:
@@ -105,7 +105,7 @@ def _outputs_valid(stage: str, run: Path, config: PipelineConfig) -> bool:
         "synth": is_complete,
         "train": has_trained_avatar,
         "export": lambda r: exports_complete(r, config),
-        "metrics": lambda r: (r / "report.json").exists(),
+        "metrics": lambda r: RunPaths(r).report.exists(),
     }
     return checks[stage](run)
 
@@ -116,13 +116,13 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
     from perse.avatar.train import train
     from perse.export.run import export_run
     from perse.ingest import ingest_to_run
-    from perse.metrics.report import train_log_path, write_report
+    from perse.metrics.report import write_report
     from perse.synth import run_synth
 
     photo, run_dir = Path(photo), Path(run_dir)
     keys = stage_keys(photo, config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
+    atomic_write_json(RunPaths(run_dir).config, config.to_dict())
     state = RunState(run_dir)
 
     def stage(name: str, work: Callable[[], Iterator[Progress] | None]) -> Iterator[Progress]:
@@ -145,19 +145,20 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
         portrait = ingest_to_run(photo, run_dir, config)
         notes = "; ".join(portrait.warnings)
         yield Progress("ingest", 1.0, "portrait aligned" + (f" ({notes})" if notes else ""),
-                       image=str(run_dir / "debug.png"),
+                       image=str(RunPaths(run_dir).debug),
                        metrics={"head_pose": portrait.head_pose, "detection_score": portrait.detection_score})
 
     yield from stage("ingest", do_ingest)
     yield from stage("synth", lambda: run_synth(run_dir, config, cancel=cancel))
     yield from stage("train", lambda: _logged(train(run_dir, config, cancel=cancel, resume=True),
-                                                 train_log_path(run_dir)))
+                                                 RunPaths(run_dir).train_log))
     yield from stage("export", lambda: export_run(run_dir, config, cancel=cancel))
     yield from stage("metrics", lambda: write_report(run_dir, config, cancel=cancel))
 
 
 def _discard_outputs(stage: str, run: Path) -> None:
     """Outputs made with other inputs must not be mistaken for current ones (e.g. resumed from)."""
-    folders = {"synth": ["dataset"], "train": ["avatar"], "export": ["renders"], "metrics": []}
-    for name in folders.get(stage, []):
-        shutil.rmtree(run / name, ignore_errors=True)
+    paths = RunPaths(run)
+    folders = {"synth": [paths.dataset], "train": [paths.avatar], "export": [paths.renders], "metrics": []}
+    for folder in folders.get(stage, []):
+        shutil.rmtree(folder, ignore_errors=True)

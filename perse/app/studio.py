@@ -22,6 +22,7 @@ from PIL import Image
 
 from perse.avatar.avatar import Avatar
 from perse.config import PipelineConfig
+from perse.core.paths import RunPaths
 from perse.core.ply import write_ply
 from perse.errors import PerseError
 from perse.events import CancelToken, Progress
@@ -152,7 +153,7 @@ def edit(run_dir: str, latent: torch.Tensor, view: View, op: str = "render", cat
 
 
 def _reference_pose(run_dir: str) -> dict[str, float]:
-    return json.loads((Path(run_dir) / "portrait.json").read_text())["head_pose"]
+    return json.loads(RunPaths(run_dir).portrait_meta.read_text())["head_pose"]
 
 
 @spaces.GPU(duration=60)

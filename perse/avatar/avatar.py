@@ -25,15 +25,11 @@ from perse.config import PipelineConfig, config_from_dict
 from perse.core.camera import Camera, head_pose_viewmat
 from perse.core.gaussians import Gaussians
 from perse.core.io import atomic_path
+from perse.core.paths import RunPaths
 from perse.core.render import render
 from perse.errors import PerseError
 
-CHECKPOINT = "checkpoint.pt"
 Selection = Union[torch.Tensor, Mapping[str, Any], None]
-
-
-def avatar_dir(run: Path | str) -> Path:
-    return Path(run) / "avatar"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -79,7 +75,7 @@ class Avatar:
     def load(cls, run: Path | str, device: str | None = None) -> "Avatar":
         """Load <run>/avatar/checkpoint.pt (written by `perse train`) onto `device` (default: CUDA if present)."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        state = load_checkpoint(avatar_dir(run) / CHECKPOINT, device)
+        state = load_checkpoint(RunPaths(run).checkpoint, device)
         config = config_from_dict(state["config"])
         return cls(model_from_state(state, device), config, state["categories"], state["expression_names"],
                    state["image_size"], np.asarray(state["intrinsics"]))
@@ -221,7 +217,8 @@ class Avatar:
         `selection` is a latent or {category: value}; yaw/pitch in degrees (positive yaw turns the face
         to the image's left); `expression` is {name: value} or a full vector.
         """
-        out = render(self.gaussians(selection, expression), self.camera(yaw, pitch, size), background)
+        out = render(self.gaussians(selection, expression), self.camera(yaw, pitch, size), background,
+                     backend=self.config.avatar.renderer)
         return out.rgb.clamp(0, 1).cpu().numpy()
 
     def fit_code(self, image: np.ndarray, mask: np.ndarray, category: str, yaw: float = 0.0, pitch: float = 0.0,
@@ -253,7 +250,8 @@ class Avatar:
             for _ in range(steps):
                 latent = self.with_code(base_latent, category, code)
                 g = self.model.decode(latent[None], expr[None])
-                out = render(Gaussians(*(t[0] for t in (g.means, g.quats, g.scales, g.opacities, g.colors))), camera)
+                out = render(Gaussians(*(t[0] for t in (g.means, g.quats, g.scales, g.opacities, g.colors))), camera,
+                             backend=self.config.avatar.renderer)
                 # Composite over the target so only what the avatar draws is compared.
                 composite = out.rgb + (1 - out.alpha[..., None]) * target
                 loss = ((composite - target).abs() * weight).sum() / weight.sum()

@@ -1,11 +1,11 @@
 """Densify and prune at a fixed Gaussian budget: Gaussians that faded out are moved to where they help.
 
-Two rules behind one small protocol, chosen by device:
-- CUDA: gsplat's MCMC strategy ("3D Gaussian Splatting as Markov Chain Monte Carlo"): faint Gaussians
+Two rules behind one small protocol, chosen by `avatar.densifier` (`auto`: mcmc on CUDA, relocate on CPU):
+- `mcmc` (CUDA): gsplat's MCMC strategy ("3D Gaussian Splatting as Markov Chain Monte Carlo"): faint Gaussians
   are teleported onto live ones sampled by opacity, with gsplat's relocation kernel splitting opacity
   and scale so the rendered image is preserved, and near-transparent Gaussians get positional noise.
   `cap_max` is the budget, so the strategy relocates and never grows.
-- CPU (gsplat's kernels are CUDA-only): faint Gaussians land on copies of those with the largest
+- `relocate` (any device; gsplat's kernels are CUDA-only): faint Gaussians land on copies of those with the largest
   accumulated position gradient, each parent split into two smaller halves.
 
 Both act on the canonical Gaussians (AvatarModel's per-Gaussian parameters, decoder features included)
@@ -21,6 +21,7 @@ import torch
 
 from perse.avatar.model import AvatarModel, inverse_sigmoid
 from perse.config import AvatarConfig
+from perse.core.registry import Registry
 
 # gsplat's parameter names -> AvatarModel's attributes; every per-Gaussian tensor is listed, since a
 # relocated Gaussian must carry all of its state.
@@ -46,9 +47,7 @@ def make_densifier(model: AvatarModel, optimizer: torch.optim.Optimizer, config:
                    ) -> Densifier | None:
     if not config.densify:
         return None
-    if model.means.is_cuda:
-        return GsplatMCMC(model, optimizer, config, seed)
-    return GradientRelocation(model, optimizer, config, seed)
+    return DENSIFIERS.load(config.densifier, model.means.device.type)(model, optimizer, config, seed)
 
 
 def _refines(config: AvatarConfig, step: int) -> bool:
@@ -153,3 +152,9 @@ class GsplatMCMC:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+DENSIFIERS = Registry("densifier", "avatar.densifier", {
+    "mcmc": "perse.avatar.densify:GsplatMCMC",
+    "relocate": "perse.avatar.densify:GradientRelocation",
+}, auto=lambda device: "mcmc" if device == "cuda" else "relocate")

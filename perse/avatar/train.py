@@ -23,28 +23,27 @@ import numpy as np
 import torch
 
 from perse.avatar.avatar import (
-    CHECKPOINT,
     Avatar,
-    avatar_dir,
     load_checkpoint,
     save_checkpoint,
 )
-from perse.avatar.densify import GAUSSIAN_PARAMS, make_densifier
+from perse.avatar.densify import DENSIFIERS, GAUSSIAN_PARAMS, make_densifier
 from perse.avatar.losses import load_lpips, psnr, ssim
 from perse.avatar.model import AvatarModel
 from perse.config import PipelineConfig
 from perse.core.camera import unproject
 from perse.core.gaussians import Gaussians
 from perse.core.io import atomic_write_json, save_png
+from perse.core.paths import RunPaths
 from perse.core.ply import write_ply
-from perse.core.render import render_batch
+from perse.core.render import RENDERERS, render_batch
 from perse.dataset import Dataset, read_dataset
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import NEVER, CancelToken, Progress
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change when
 # things are saved or shown, never what is computed.
-RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every"}
+RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every", "renderer"}
 
 
 @dataclass
@@ -69,7 +68,9 @@ def is_holdout(position: int, every: int) -> bool:
 
 def load_frames(dataset: Dataset, every: int, holdout: bool, device: str) -> FrameData:
     images, masks, viewmats, expressions, codes, names = [], [], [], [], [], []
-    for clip in dataset.meta.clips:
+    # Held-out looks are neither trained on nor part of the held-out frames: the metrics stage scores
+    # them by fitting a code (perse.metrics.report.held_out_looks).
+    for clip in dataset.trained_clips:
         for position, frame in enumerate(clip.kept_frames):
             if is_holdout(position, every) != holdout:
                 continue
@@ -112,7 +113,7 @@ def over_background(image: torch.Tensor, alpha: torch.Tensor, background: torch.
 
 
 def load_pairs(dataset: Dataset, device: str) -> PairData | None:
-    pairs = dataset.meta.pairs
+    pairs = dataset.trained_pairs
     if not pairs:
         return None
     as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
@@ -257,7 +258,7 @@ class Trainer:
         self.size = meta.image_size
         self.K = torch.tensor(meta.intrinsics, dtype=torch.float32, device=device)
         points, colors, scale = initial_points(self.dataset, self.frames, self.avatar_config.num_gaussians, config.seed)
-        counts = {name: len(values) for name, values in meta.categories.items()}
+        counts = {name: len(values) for name, values in self.dataset.trained_categories.items()}
         self.model = AvatarModel(self.avatar_config, counts, len(meta.expression_names), points, colors, scale,
                                  seed=config.seed).to(device)
         self.optimizer = make_optimizer(self.model, self.avatar_config)
@@ -283,7 +284,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "densify": self.densifier.state_dict() if self.densifier else {},
             "config": self.config.to_dict(),
-            "categories": meta.categories,
+            "categories": self.dataset.trained_categories,
             "expression_names": meta.expression_names,
             "image_size": meta.image_size,
             "intrinsics": meta.intrinsics,
@@ -291,7 +292,7 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        path = avatar_dir(self.run) / CHECKPOINT
+        path = RunPaths(self.run).checkpoint
         save_checkpoint(path, self.state())
         return path
 
@@ -300,11 +301,11 @@ class Trainer:
         current = self.config.to_dict()["avatar"]
         changed = sorted(k for k in current if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current[k])
         if changed or state["config"]["seed"] != self.config.seed:
-            raise PerseError(f"{avatar_dir(self.run) / CHECKPOINT} was trained with different settings "
+            raise PerseError(f"{RunPaths(self.run).checkpoint} was trained with different settings "
                              f"({', '.join(changed) or 'seed'}); resume with the same config, or train without "
                              "--resume to start over")
         if "densify" not in state:
-            raise PerseError(f"{avatar_dir(self.run) / CHECKPOINT} was written by an older PERSE Studio; train "
+            raise PerseError(f"{RunPaths(self.run).checkpoint} was written by an older PERSE Studio; train "
                              "without --resume to start over")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])  # lrs included: they follow the decay
@@ -317,7 +318,8 @@ class Trainer:
         return self.model.decode(latents, expressions)
 
     def render(self, gaussians: Gaussians, viewmats: torch.Tensor, background: torch.Tensor | None = None):
-        return render_batch(gaussians, viewmats, self.K, self.size, self.size, background)
+        return render_batch(gaussians, viewmats, self.K, self.size, self.size, background,
+                            backend=self.config.avatar.renderer)
 
     def step(self) -> dict[str, torch.Tensor]:
         cfg = self.avatar_config
@@ -388,7 +390,7 @@ class Trainer:
         alpha = data.masks[0].float()[..., None] / 255
         target = data.images[0].float() / 255 * alpha
         panel = torch.cat([target, out.rgb[0].clamp(0, 1)], dim=1).cpu().numpy()
-        path = avatar_dir(self.run) / "previews" / f"step_{self.step_index:06d}.png"
+        path = RunPaths(self.run).train_previews / f"step_{self.step_index:06d}.png"
         save_png(path, panel)
         return path
 
@@ -417,8 +419,9 @@ def write_holdout(trainer: Trainer) -> None:
     frames: dict[str, list[int]] = {}
     for clip_id, index in trainer.holdout.names:
         frames.setdefault(clip_id, []).append(index)
-    atomic_write_json(avatar_dir(trainer.run) / "holdout.json",
-                      {"every": trainer.avatar_config.holdout_every, "frames": frames})
+    atomic_write_json(RunPaths(trainer.run).holdout,
+                      {"every": trainer.avatar_config.holdout_every, "frames": frames,
+                       "looks": [clip.id for clip in trainer.dataset.held_out_looks]})
 
 
 def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEVER,
@@ -437,10 +440,12 @@ def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEV
     start = time.perf_counter()
     yield Progress("train", 0.0, "loading the dataset")
     trainer = Trainer(run, config, device)
-    checkpoint = avatar_dir(run) / CHECKPOINT
+    checkpoint = RunPaths(run).checkpoint
     if resume and checkpoint.exists():
         trainer.restore(load_checkpoint(checkpoint, device))
-    atomic_write_json(avatar_dir(run) / "config.json", config.to_dict())
+    atomic_write_json(RunPaths(run).avatar_config, {**config.to_dict(), "backends": {
+        "renderer": RENDERERS.resolve(config.avatar.renderer, device),
+        "densifier": DENSIFIERS.resolve(config.avatar.densifier, device) if config.avatar.densify else None}})
     write_holdout(trainer)
     cfg = config.avatar
     note = f"; {trainer.lpips_note}" if trainer.lpips_note else ""
@@ -465,8 +470,8 @@ def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEV
                 yield Progress("train", i / cfg.steps, f"step {i}/{cfg.steps} loss {metrics['total']:.4f}",
                                image=str(image) if image else None, metrics=metrics)
     trainer.save()
-    avatar = Avatar(trainer.model, config, trainer.dataset.meta.categories, trainer.dataset.meta.expression_names,
+    avatar = Avatar(trainer.model, config, trainer.dataset.trained_categories, trainer.dataset.meta.expression_names,
                     trainer.size, np.asarray(trainer.dataset.meta.intrinsics))
-    ply = write_ply(avatar_dir(run) / "avatar.ply", avatar.gaussians())
+    ply = write_ply(RunPaths(run).avatar_ply, avatar.gaussians())
     yield Progress("train", 1.0, f"done in {time.perf_counter() - start:.1f} s; avatar saved to {checkpoint}",
                    clip=str(ply), metrics={"step": trainer.step_index, "elapsed": time.perf_counter() - start})

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from perse.core.paths import RunPaths
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from perse.cli import add_config_args
@@ -25,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from perse.cli import config_from_args
-    from perse.dataset import dataset_dir
     from perse.synth import run_synth
 
     for flag, key in (("categories", "synth.categories"), ("values", "synth.values"), ("frames", "synth.frames"),
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             args.override.append(f"{key}={value}")
     config = config_from_args(args)
     if args.force:
-        meta = dataset_dir(Path(args.run)) / "meta.json"
+        meta = RunPaths(Path(args.run)).dataset_meta
         meta.unlink(missing_ok=True)
     for event in run_synth(args.run, config):
         line = f"[synth {event.fraction:4.0%}] {event.message}"

@@ -24,6 +24,7 @@ import torch
 
 from perse.core.camera import Camera
 from perse.core.gaussians import Gaussians
+from perse.core.registry import Registry
 from perse.errors import PerseError
 
 EPS2D = 0.3
@@ -55,11 +56,11 @@ def _background(background, batch: int, device, dtype) -> torch.Tensor:
 
 
 def render(gaussians: Gaussians, camera: Camera, background=None, *, return_depth: bool = False,
-           backend: str | None = None) -> RenderResult:
+           backend: str = "auto") -> RenderResult:
     """Render world-space Gaussians seen by `camera` into rgb (H, W, 3), alpha (H, W), optional depth.
 
     `background` is an RGB triple composited under the splats (default black). Differentiable with
-    respect to every Gaussian tensor. `backend` is "gsplat" or "torch"; by default gsplat on CUDA
+    respect to every Gaussian tensor. `backend` names one of RENDERERS; "auto" is gsplat on CUDA
     tensors and torch on CPU.
     """
     device = gaussians.means.device
@@ -74,7 +75,7 @@ def render(gaussians: Gaussians, camera: Camera, background=None, *, return_dept
 
 
 def render_batch(gaussians: Gaussians, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
-                 background=None, *, return_depth: bool = False, backend: str | None = None) -> RenderResult:
+                 background=None, *, return_depth: bool = False, backend: str = "auto") -> RenderResult:
     """Render B scenes, each seen by its own camera, in one call (training renders several frames).
 
     `gaussians` holds batched tensors: means (B, N, 3), quats (B, N, 4), scales (B, N, 3),
@@ -89,19 +90,14 @@ def render_batch(gaussians: Gaussians, viewmats: torch.Tensor, Ks: torch.Tensor,
     Ks = Ks.to(means) if Ks.dim() == 3 else Ks.to(means).expand(batch, 3, 3)
     viewmats = viewmats.to(means)
     bg = _background(background, batch, means.device, means.dtype)
-    if backend is None:
-        backend = "gsplat" if means.is_cuda else "torch"
-    if backend == "gsplat":
-        return _render_gsplat(gaussians, viewmats, Ks, width, height, bg, return_depth)
-    if backend == "torch":
-        return _render_torch(gaussians, viewmats, Ks, width, height, bg, return_depth)
-    raise PerseError(f"render: unknown backend '{backend}'; use 'gsplat' (CUDA) or 'torch'")
+    rasterize = RENDERERS.load(backend, means.device.type)
+    return rasterize(gaussians, viewmats, Ks, width, height, bg, return_depth)
 
 
-def _render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) -> RenderResult:
+def render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) -> RenderResult:
     if not g.means.is_cuda:
         raise PerseError("render: the gsplat backend needs CUDA tensors; move the Gaussians to 'cuda' or use "
-                         "backend='torch'")
+                         "the torch renderer (avatar.renderer=torch)")
     rasterization = load_gsplat().rasterization
     out, alpha, _ = rasterization(
         g.means, g.quats, g.scales, g.opacities, g.colors, viewmats[:, None], Ks[:, None], width, height,
@@ -213,7 +209,7 @@ def _pairs(means2d: torch.Tensor, radii: torch.Tensor, width: int, height: int):
     return per_row[:, 0], pixel
 
 
-def _render_torch(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) -> RenderResult:
+def render_torch(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) -> RenderResult:
     batch, n = g.means.shape[:2]
     means2d, conics, depths, radii = project(g, viewmats, Ks, width, height)
     gid, pixel = _pairs(means2d, radii, width, height)
@@ -272,3 +268,10 @@ def stack_gaussians(items: Sequence[Gaussians]) -> Gaussians:
     """Batch several equally sized Gaussian sets for render_batch."""
     return Gaussians(*(torch.stack(parts) for parts in zip(*((g.means, g.quats, g.scales, g.opacities, g.colors)
                                                              for g in items))))
+
+
+# Both rasterizers take (batched Gaussians, viewmats, Ks, width, height, background (B, 3), return_depth).
+RENDERERS = Registry("renderer", "avatar.renderer", {
+    "gsplat": "perse.core.render:render_gsplat",
+    "torch": "perse.core.render:render_torch",
+}, auto=lambda device: "gsplat" if device == "cuda" else "torch")

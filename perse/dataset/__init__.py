@@ -11,6 +11,11 @@ category c with code k is rendered with code k for c and code 0 for every other 
 clip (category "source") uses code 0 everywhere. A pair supervises the latent blend
 (1 - t) * code(clip_a) + t * code(clip_b) of one category at one camera and expression.
 
+Held-out looks: a clip marked `holdout` is never trained on (nor are pairs that use it); the metrics
+stage fits its category's code to the look's frontal frame and scores the other frames, which says
+whether the latent space reaches looks it never saw. Held-out looks take their category's last codes,
+so the codes the avatar learns stay 0..n (`Dataset.trained_categories`).
+
 Writes are atomic (temporary file + rename), and `meta.json` is written last, so a folder with a
 valid meta.json is a complete dataset.
 """
@@ -25,10 +30,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from perse.core.io import atomic_write_json, load_png, save_png
+from perse.core.paths import RunPaths
 from perse.errors import DatasetError
 
-VERSION = 2  # 2: pairs carry the person matte of their target
+VERSION = 3  # 2: pairs carry the person matte of their target; 3: clips carry a holdout flag
 SOURCE = "source"
+META = RunPaths(".").dataset_meta.name
 EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
 
 
@@ -57,6 +64,7 @@ class Clip:
     strength: float
     code: int
     frames: list[Frame] = field(default_factory=list)
+    holdout: bool = False  # a look kept out of training, scored by fitting a code to it
 
     @property
     def kept_frames(self) -> list[Frame]:
@@ -102,6 +110,27 @@ class Dataset:
     def category_names(self) -> list[str]:
         return list(self.meta.categories)
 
+    @property
+    def trained_categories(self) -> dict[str, list[str]]:
+        """category -> the value labels the avatar learns codes for (the held-out looks' codes cut off)."""
+        first_held_out = {name: len(values) for name, values in self.meta.categories.items()}
+        for clip in self.held_out_looks:
+            first_held_out[clip.category] = min(first_held_out[clip.category], clip.code)
+        return {name: values[:first_held_out[name]] for name, values in self.meta.categories.items()}
+
+    @property
+    def trained_clips(self) -> list[Clip]:
+        return [clip for clip in self.meta.clips if not clip.holdout]
+
+    @property
+    def held_out_looks(self) -> list[Clip]:
+        return [clip for clip in self.meta.clips if clip.holdout]
+
+    @property
+    def trained_pairs(self) -> list[Pair]:
+        """Pairs between trained looks: a pair touching a held-out look would teach the avatar that look."""
+        return [p for p in self.meta.pairs if not (self.clips[p.clip_a].holdout or self.clips[p.clip_b].holdout)]
+
     def code_vector(self, clip: Clip) -> np.ndarray:
         """Per-category code indices (n_categories,) for a clip: its own category's code, 0 elsewhere."""
         codes = np.zeros(len(self.meta.categories), dtype=np.int64)
@@ -134,18 +163,14 @@ class Dataset:
         return np.asarray(self.meta.intrinsics, dtype=np.float64)
 
 
-def dataset_dir(run: Path) -> Path:
-    return Path(run) / "dataset"
-
-
 class DatasetWriter:
     """Writes a dataset incrementally; `close()` validates and writes meta.json last."""
 
     def __init__(self, run: Path, image_size: int, intrinsics: np.ndarray, categories: dict[str, list[str]],
                  expression_names: Iterable[str] = EXPRESSION_NAMES, extra: dict[str, Any] | None = None):
-        self.root = dataset_dir(run)
-        if (self.root / "meta.json").exists():
-            (self.root / "meta.json").unlink()
+        self.root = RunPaths(run).dataset
+        if (self.root / META).exists():
+            (self.root / META).unlink()
         self.meta = Meta(
             image_size=int(image_size),
             intrinsics=np.asarray(intrinsics, dtype=float).tolist(),
@@ -197,12 +222,12 @@ class DatasetWriter:
             clip.pop("frames")  # per-clip frames.json holds them; meta stays small
         dataset = Dataset(self.root, self.meta)
         validate(dataset, check_files=False)
-        atomic_write_json(self.root / "meta.json", data)
+        atomic_write_json(self.root / META, data)
         return dataset
 
 
 def _parse_meta(root: Path) -> Meta:
-    meta_path = root / "meta.json"
+    meta_path = root / META
     if not meta_path.exists():
         raise DatasetError(f"{meta_path} is missing: the dataset was never finished; run `perse synth` on this run")
     try:
@@ -242,6 +267,8 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
             if not 0 <= clip.code < len(meta.categories[clip.category]):
                 raise DatasetError(f"{where}: clip '{clip.id}' code {clip.code} is outside category "
                                    f"'{clip.category}' (codes 0..{len(meta.categories[clip.category]) - 1})")
+        elif clip.holdout:
+            raise DatasetError(f"{where}: the source clip '{clip.id}' cannot be held out: every look is an edit of it")
         if not clip.frames:
             raise DatasetError(f"{where}: clip '{clip.id}' has no frames")
         for frame in clip.frames:
@@ -254,6 +281,11 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
                 for file in (frame.image_file, frame.mask_file):
                     if not (dataset.clip_dir(clip) / file).exists():
                         raise DatasetError(f"{dataset.clip_dir(clip) / file} is missing; re-run `perse synth`")
+    trained = dataset.trained_categories
+    for clip in dataset.trained_clips:
+        if clip.category != SOURCE and clip.code >= len(trained[clip.category]):
+            raise DatasetError(f"{where}: trained clip '{clip.id}' has code {clip.code}, after a held-out look of "
+                               f"'{clip.category}'; held-out looks must take their category's last codes")
     for pair in meta.pairs:
         for clip_id in (pair.clip_a, pair.clip_b):
             if clip_id not in dataset.clips:
@@ -269,7 +301,7 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
 
 
 def read_dataset(run: Path, check_files: bool = True) -> Dataset:
-    root = dataset_dir(run)
+    root = RunPaths(run).dataset
     dataset = Dataset(root, _parse_meta(root))
     validate(dataset, check_files=check_files)
     return dataset

@@ -15,6 +15,7 @@ import numpy as np
 from perse.avatar.avatar import Avatar
 from perse.config import PipelineConfig
 from perse.core.io import save_png
+from perse.core.paths import RunPaths
 from perse.dataset import read_dataset
 from perse.errors import DatasetError
 from perse.events import NEVER, CancelToken, Progress
@@ -23,12 +24,8 @@ from perse.export.video import turntable_frames, write_video
 SAMPLES = 8
 
 
-def renders_dir(run: Path) -> Path:
-    return Path(run) / "renders"
-
-
 def expected_exports(run: Path, categories: list[str], config: PipelineConfig) -> list[Path]:
-    folder = renders_dir(run)
+    folder = RunPaths(run).renders
     return ([folder / f"turntable.{fmt}" for fmt in config.export.turntable_formats] + [folder / "samples.png"]
             + [folder / f"interp_{name}.gif" for name in categories])
 
@@ -63,7 +60,7 @@ def sample_grid(avatar: Avatar, seed: int, size: int | None = None) -> np.ndarra
 def export_run(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEVER) -> Iterator[Progress]:
     run = Path(run_dir)
     avatar = Avatar.load(run, device=config.resolved_device())
-    folder = renders_dir(run)
+    folder = RunPaths(run).renders
     cfg = config.export
     categories = list(avatar.categories)
     total = 2 + len(categories)

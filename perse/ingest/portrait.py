@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from perse.core.io import atomic_write_json, load_png, save_png
+from perse.core.paths import RunPaths
 from perse.errors import PerseError
 
 # Soft masks in [0, 1] at crop resolution. Editors, the animator and metrics rely on these names.
@@ -57,14 +58,14 @@ class Portrait:
 
     def save(self, run: Path) -> None:
         run = Path(run)
-        save_png(run / "portrait.png", self.image)
-        save_png(run / "matte.png", self.matte)
+        save_png(RunPaths(run).portrait, self.image)
+        save_png(RunPaths(run).matte, self.matte)
         for name, mask in self.masks.items():
             save_png(run / "masks" / f"{name}.png", mask)
-        atomic_write_json(run / "portrait.json", {
+        atomic_write_json(RunPaths(run).portrait_meta, {
             "size": self.size,
             "landmarks": np.round(self.landmarks.astype(float), 3).tolist(),
-            "matte": "matte.png",
+            "matte": RunPaths(run).matte.name,
             "masks": {name: f"masks/{name}.png" for name in self.masks},
             "crop_transform": self.crop_transform.tolist(),
             "head_pose": self.head_pose,
@@ -80,11 +81,11 @@ class Portrait:
     @classmethod
     def load(cls, run: Path) -> "Portrait":
         run = Path(run)
-        meta_path = run / "portrait.json"
+        meta_path = RunPaths(run).portrait_meta
         if not meta_path.exists():
             raise PerseError(f"{meta_path} is missing: run `perse ingest PHOTO --out {run}` first")
         meta = json.loads(meta_path.read_text())
-        image = np.round(load_png(run / "portrait.png") * 255).astype(np.uint8)
+        image = np.round(load_png(RunPaths(run).portrait) * 255).astype(np.uint8)
         return cls(
             image=image,
             landmarks=np.asarray(meta["landmarks"], dtype=np.float32),
@@ -104,4 +105,4 @@ class Portrait:
 
 def is_ingested(run: Path) -> bool:
     run = Path(run)
-    return (run / "portrait.json").exists() and (run / "portrait.png").exists()
+    return RunPaths(run).portrait_meta.exists() and RunPaths(run).portrait.exists()

@@ -8,6 +8,7 @@ import numpy as np
 
 from perse.config import PipelineConfig
 from perse.core.camera import intrinsics
+from perse.core.paths import RunPaths
 from perse.errors import InputImageError
 from perse.ingest import mesh
 from perse.ingest.crop import crop_transform, silhouette_above
@@ -147,5 +148,5 @@ def ingest_to_run(photo_path: str | Path, run_dir: str | Path, config: PipelineC
     portrait = ingest(photo_path, config)
     run_dir = Path(run_dir)
     portrait.save(run_dir)
-    save_png(run_dir / "debug.png", debug_image(portrait))
+    save_png(RunPaths(run_dir).debug, debug_image(portrait))
     return portrait

@@ -27,10 +27,11 @@ from perse.avatar.train import load_frames, over_background
 from perse.config import PipelineConfig
 from perse.core.camera import crop_points_to_world, project
 from perse.core.io import atomic_write_json
+from perse.core.paths import RunPaths
 from perse.core.render import render_batch
 from perse.dataset import Dataset, read_dataset
 from perse.events import NEVER, CancelToken, Progress
-from perse.export.run import renders_dir, value_path_frames
+from perse.export.run import value_path_frames
 from perse.metrics.disentangle import changed_outside
 from perse.metrics.paths import image_distance, path_metrics
 
@@ -42,10 +43,6 @@ BATCH = 8
 WHITE = torch.ones(1, 3)
 
 
-def train_log_path(run: Path) -> Path:
-    return Path(run) / "avatar" / "train_log.jsonl"
-
-
 @torch.no_grad()
 def render_frames(avatar: Avatar, codes: torch.Tensor, expressions: torch.Tensor, viewmats: torch.Tensor,
                   size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +52,7 @@ def render_frames(avatar: Avatar, codes: torch.Tensor, expressions: torch.Tensor
     for start in range(0, len(codes), BATCH):
         sl = slice(start, start + BATCH)
         gaussians = avatar.model.decode(avatar.model.latent(codes[sl]), expressions[sl])
-        out = render_batch(gaussians, viewmats[sl], K, size, size)
+        out = render_batch(gaussians, viewmats[sl], K, size, size, backend=avatar.config.avatar.renderer)
         rgbs.append(out.rgb.clamp(0, 1))
         alphas.append(out.alpha)
     return torch.cat(rgbs), torch.cat(alphas)
@@ -156,7 +153,7 @@ def target_error(avatar: Avatar, dataset: Dataset) -> dict[str, Any]:
         # As the interpolation loss compares, over white (the app's background).
         white = WHITE.to(device).expand(len(chunk), 3)
         out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size,
-                           white)
+                           white, backend=avatar.config.avatar.renderer)
         for i, pair in enumerate(chunk):
             image = torch.as_tensor(dataset.pair_image(pair), device=device)[None]
             matte = torch.as_tensor(dataset.pair_matte(pair), device=device)[None]
@@ -169,7 +166,7 @@ def target_error(avatar: Avatar, dataset: Dataset) -> dict[str, Any]:
 
 def read_train_log(run: Path) -> list[dict[str, Any]]:
     """Training events by step; a resumed run may repeat steps, the last record of a step wins."""
-    path = train_log_path(run)
+    path = RunPaths(run).train_log
     if not path.exists():
         return []
     by_step = {}
@@ -203,7 +200,7 @@ def write_report(run_dir: Path | str, config: PipelineConfig, cancel: CancelToke
     run = Path(run_dir)
     yield Progress("metrics", 0.0, "measuring held-out quality, identity, interpolation and disentanglement")
     report = evaluate(run, config, cancel)
-    atomic_write_json(run / "report.json", report)
+    atomic_write_json(RunPaths(run).report, report)
     html = write_html(run, report)
     rec, ident, interp = report["reconstruction"], report["identity"], report["interpolation"]["mean"]
     summary = (f"held-out PSNR {rec.get('psnr', math.nan):.2f} dB, SSIM {rec.get('ssim', math.nan):.3f}; "
@@ -243,11 +240,11 @@ def write_html(run: Path, report: dict[str, Any]) -> Path:
     rows = "".join(f"<tr><th>{section}</th><td><pre>{json.dumps(report[section], indent=1)}</pre></td></tr>"
                    for section in ("reconstruction", "identity") if section in report)
     gifs = "".join(f'<figure><img src="renders/{p.name}" width="256"><figcaption>{p.stem}</figcaption></figure>'
-                   for p in sorted(renders_dir(run).glob("*.gif")))
+                   for p in sorted(RunPaths(run).renders.glob("*.gif")))
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>PERSE Studio report</title>"
             f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} figure{{display:inline-block}}"
             f"pre{{margin:0}}</style></head><body><h1>PERSE Studio report: {run.name}</h1>"
             f"<table>{rows}</table>{charts}<h2>Renders</h2>{gifs}</body></html>")
-    path = run / "report.html"
+    path = RunPaths(run).report_page
     path.write_text(html)
     return path

@@ -17,7 +17,7 @@ from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -26,6 +26,7 @@ from perse.config import PipelineConfig
 from perse.core import camera as cam
 from perse.core.images import contact_sheet
 from perse.core.io import save_npz, save_png
+from perse.core.paths import RunPaths
 from perse.dataset import (
     EXPRESSION_NAMES,
     SOURCE,
@@ -33,7 +34,6 @@ from perse.dataset import (
     DatasetWriter,
     Frame,
     Pair,
-    dataset_dir,
     is_complete,
 )
 from perse.errors import PerseError
@@ -42,7 +42,6 @@ from perse.ingest.portrait import Portrait
 from perse.synth.catalog import category as get_category
 from perse.synth.catalog import sample_values
 
-INIT_POINTS = "init_points.npz"
 PREVIEW_FRAMES = 8
 
 
@@ -95,177 +94,228 @@ class _Timer:
                 self.seconds[phase] += time.perf_counter() - start
 
 
-def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken = NEVER) -> Iterator[Progress]:
-    """Write `<run>/dataset` and yield Progress events (stage "synth"); skip a complete dataset."""
-    run = Path(run_dir)
-    root = dataset_dir(run)
-    if is_complete(run):
-        sheet = root / "edits.png"
-        yield Progress("synth", 1.0, f"dataset in {root} is complete; skipped (delete it to regenerate)",
-                       image=str(sheet) if sheet.exists() else None)
-        return
-    syn = config.synth
-    started = time.perf_counter()
-    portrait = resize_portrait(Portrait.load(run), syn.size)
-    chosen = sample_values(syn.categories, syn.values, config.seed)
-    if syn.frames < 1:
-        raise PerseError(f"synth.frames={syn.frames}: a clip needs at least one frame")
-    ts = [float(t) for t in syn.interp_ts]
-    if any(not 0.0 < t < 1.0 for t in ts):
-        raise PerseError(f"synth.interp_ts={syn.interp_ts}: every t must lie strictly between 0 and 1")
+class _BackgroundJobs:
+    """PNG encoding and pair targets run on worker threads (zlib, numpy and OpenCV release the GIL) while
+    the main thread renders and scores the next clip; at most two jobs per worker wait in memory."""
 
-    from perse.synth.animate import make_animator
-    from perse.synth.animate.motion import motion_script
-    from perse.synth.edit import make_editor
-    from perse.synth.filter import IdentityFilter
-    from perse.synth.identity import make_scorer
-    from perse.synth.interp import check_method, morph
+    def __init__(self) -> None:
+        self.workers = max(1, min(8, os.cpu_count() or 1))
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="synth-write")
+        self.pending: list[Future] = []
 
-    editor = make_editor(syn.editor, config)
-    interp = check_method(syn.interp, getattr(editor, "exact", False))
-    yield Progress("synth", 0.0, f"lifting the portrait to 3D ({syn.size}px, {syn.animator} animator)")
-    timer = _Timer()
-    with timer("lift"):
-        animator = make_animator(syn.animator, portrait, config)
-    script = motion_script(syn.frames, portrait.fov_deg, animator.pivot)
-    with timer("identity"):
-        scorer = make_scorer(syn.identity, config)
-        identity = IdentityFilter.for_portrait(scorer, portrait.image, portrait.landmarks, syn.identity_threshold)
-    source_image = portrait.image.astype(np.float32) / 255.0
-
-    n_clips = 1 + sum(len(v) for v in chosen.values())
-    n_pairs = sum(len(ts) * (len(v) + 1) * len(v) // 2 for v in chosen.values())
-    # A pair target costs about a tenth of an animated, identity-scored clip.
-    pair_cost = 0.1
-    units, done = n_clips + pair_cost * n_pairs, 0.0
-    background = tuple(float(c) for c in animator.background)
-    points, colors = animator.point_cloud(source_image, portrait.matte)
-    root.mkdir(parents=True, exist_ok=True)
-    save_npz(root / INIT_POINTS, points=points, colors=colors)
-    writer = DatasetWriter(
-        run, syn.size, portrait.intrinsics,
-        {name: [SOURCE] + [v.label for v in values] for name, values in chosen.items()},
-        extra={
-            "init_points": INIT_POINTS,
-            "background": list(background),
-            "editor": syn.editor, "animator": syn.animator, "interp": interp,
-            "identity": {"backend": syn.identity, "threshold": identity.threshold},
-            "pivot": animator.pivot.tolist(),
-            "motion": {"yaw_deg": script.yaw.tolist(), "pitch_deg": script.pitch.tolist()},
-        },
-    )
-
-    totals = {"kept": 0, "dropped": 0}
-    edits: dict[str, list] = {}
-    sheet_images, sheet_labels = [source_image], ["source"]
-    # PNG encoding and pair targets run on worker threads (zlib, numpy and OpenCV release the GIL) while
-    # the main thread renders and scores the next clip; at most two jobs per worker wait in memory.
-    workers = max(1, min(8, os.cpu_count() or 1))
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="synth-write")
-    pending: list[Future] = []
-
-    def submit(job, *args) -> None:
+    def submit(self, job: Callable, *args) -> None:
         while True:
-            running = [f for f in pending if not f.done()]
-            if len(running) < 2 * workers:
+            running = [f for f in self.pending if not f.done()]
+            if len(running) < 2 * self.workers:
                 break
             wait(running, return_when=FIRST_COMPLETED)
-        pending.append(pool.submit(job, *args))
+        self.pending.append(self.pool.submit(job, *args))
 
-    def store_clip(clip: Clip, records: list[Frame], images: np.ndarray, alphas: np.ndarray) -> None:
-        with timer("write"):
-            writer.add_clip(clip, ((records[i], images[i], alphas[i]) for i in range(len(records))))
+    def finish(self) -> None:
+        """Wait for every job; the first failure is raised here."""
+        for future in self.pending:
+            future.result()
 
-    def animate_clip(clip_id: str, category: str, label: str, code: int, image: np.ndarray, matte: np.ndarray):
-        with timer("animate"):
-            frames = animator.animate(image, matte, script)
-        with timer("identity"):
-            scores = identity.scores(frames.images, frames.landmarks)
-        kept = identity.keep(scores)
-        records = [Frame(i, frames.viewmats[i].tolist(), frames.expressions[i].tolist(), float(scores[i]), bool(kept[i]))
-                   for i in range(len(scores))]
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# A pair target costs about a tenth of an animated, identity-scored clip (progress accounting).
+PAIR_COST = 0.1
+
+
+class _Synthesis:
+    """One synth run: the backends built for this portrait, the writer, and the steps run_synth calls in
+    order (source clip, one clip per chosen value, interpolation targets, the contact sheet)."""
+
+    def __init__(self, run: Path, config: PipelineConfig, cancel: CancelToken):
+        from perse.synth.animate import make_animator
+        from perse.synth.animate.motion import motion_script
+        from perse.synth.edit import make_editor
+        from perse.synth.filter import IdentityFilter
+        from perse.synth.identity import make_scorer
+        from perse.synth.interp import check_method
+
+        syn = self.syn = config.synth
+        self.paths = RunPaths(run)
+        self.cancel = cancel
+        self.timer = _Timer()
+        self.portrait = resize_portrait(Portrait.load(run), syn.size)
+        self.chosen = sample_values(syn.categories, syn.values, config.seed)
+        if syn.frames < 1:
+            raise PerseError(f"synth.frames={syn.frames}: a clip needs at least one frame")
+        self.ts = [float(t) for t in syn.interp_ts]
+        if any(not 0.0 < t < 1.0 for t in self.ts):
+            raise PerseError(f"synth.interp_ts={syn.interp_ts}: every t must lie strictly between 0 and 1")
+        self.editor = make_editor(syn.editor, config)
+        self.interp = check_method(syn.interp, getattr(self.editor, "exact", False))
+        with self.timer("lift"):
+            self.animator = make_animator(syn.animator, self.portrait, config)
+        self.script = motion_script(syn.frames, self.portrait.fov_deg, self.animator.pivot)
+        with self.timer("identity"):
+            scorer = make_scorer(syn.identity, config)
+            self.identity = IdentityFilter.for_portrait(scorer, self.portrait.image, self.portrait.landmarks,
+                                                        syn.identity_threshold)
+        self.source_image = self.portrait.image.astype(np.float32) / 255.0
+        self.background = tuple(float(c) for c in self.animator.background)
+        self.n_clips = 1 + sum(len(v) for v in self.chosen.values())
+        self.n_pairs = sum(len(self.ts) * (len(v) + 1) * len(v) // 2 for v in self.chosen.values())
+        self.units = self.n_clips + PAIR_COST * self.n_pairs
+        self.done = 0.0
+        self.totals = {"kept": 0, "dropped": 0}
+        self.edits: dict[str, list] = {}
+        self.sheet_images, self.sheet_labels = [self.source_image], ["source"]
+        self.clip_order: list[str] = []
+        self.pair_order: list[str] = []
+        self.jobs = _BackgroundJobs()
+        self.writer = self._open_writer()
+
+    def _open_writer(self) -> DatasetWriter:
+        points, colors = self.animator.point_cloud(self.source_image, self.portrait.matte)
+        self.paths.dataset.mkdir(parents=True, exist_ok=True)
+        save_npz(self.paths.init_points, points=points, colors=colors)
+        syn = self.syn
+        return DatasetWriter(
+            self.paths.root, syn.size, self.portrait.intrinsics,
+            {name: [SOURCE] + [v.label for v in values] for name, values in self.chosen.items()},
+            extra={
+                "init_points": self.paths.init_points.name,
+                "background": list(self.background),
+                "editor": syn.editor, "animator": syn.animator, "interp": self.interp,
+                "identity": {"backend": syn.identity, "threshold": self.identity.threshold},
+                "pivot": self.animator.pivot.tolist(),
+                "motion": {"yaw_deg": self.script.yaw.tolist(), "pitch_deg": self.script.pitch.tolist()},
+            },
+        )
+
+    def _progress(self, message: str, **fields) -> Progress:
+        return Progress("synth", min(self.done / self.units, 0.99), message, **fields)
+
+    def _store_clip(self, clip: Clip, records: list[Frame], images: np.ndarray, alphas: np.ndarray) -> None:
+        with self.timer("write"):
+            self.writer.add_clip(clip, ((records[i], images[i], alphas[i]) for i in range(len(records))))
+
+    def animate_clip(self, clip_id: str, category: str, label: str, code: int, image: np.ndarray,
+                     matte: np.ndarray) -> tuple[int, int, Path]:
+        """Animate, score and queue one clip; returns (kept frames, frames, preview sheet path)."""
+        with self.timer("animate"):
+            frames = self.animator.animate(image, matte, self.script)
+        with self.timer("identity"):
+            scores = self.identity.scores(frames.images, frames.landmarks)
+        kept = self.identity.keep(scores)
+        records = [Frame(i, frames.viewmats[i].tolist(), frames.expressions[i].tolist(), float(scores[i]),
+                         bool(kept[i])) for i in range(len(scores))]
         step = max(1, len(records) // PREVIEW_FRAMES)
         picks = list(range(0, len(records), step))[:PREVIEW_FRAMES]
-        preview = root / "previews" / f"{clip_id}.png"
+        preview = self.paths.clip_previews / f"{clip_id}.png"
         save_png(preview, contact_sheet([frames.images[i] for i in picks],
                                         [f"{records[i].identity:.2f}{'' if records[i].kept else ' x'}" for i in picks],
-                                        columns=PREVIEW_FRAMES, tile=min(160, syn.size)))
-        submit(store_clip, Clip(clip_id, category, label, 1.0 if code else 0.0, code), records, frames.images,
-               frames.alphas)
-        totals["kept"] += int(kept.sum())
-        totals["dropped"] += int((~kept).sum())
+                                        columns=PREVIEW_FRAMES, tile=min(160, self.syn.size)))
+        self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code else 0.0, code), records,
+                         frames.images, frames.alphas)
+        self.totals["kept"] += int(kept.sum())
+        self.totals["dropped"] += int((~kept).sum())
+        self.clip_order.append(clip_id)
+        self.done += 1
         return int(kept.sum()), len(kept), preview
 
-    def store_pair(pair: Pair, category, options: list, edited: list, a: int, b: int) -> None:
-        with timer("pairs"):
-            if interp == "exact":
-                target = editor.edit_between(portrait, category, options[a], options[b], pair.t)
+    def source_clip(self) -> Iterator[Progress]:
+        self.cancel.check()
+        kept, count, preview = self.animate_clip(SOURCE, SOURCE, SOURCE, 0, self.source_image, self.portrait.matte)
+        yield self._progress(f"source clip: kept {kept}/{count} frames", image=str(preview),
+                             metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
+
+    def value_clips(self) -> Iterator[Progress]:
+        """One edited, animated clip per chosen value of every category."""
+        for name, values in self.chosen.items():
+            category = get_category(name)
+            self.edits[name] = [None]
+            for code, value in enumerate(values, start=1):
+                self.cancel.check()
+                with self.timer("edit"):
+                    result = self.editor.edit(self.portrait, category, value, 1.0)
+                self.edits[name].append(result)
+                self.sheet_images.append(result.image)
+                self.sheet_labels.append(value.label)
+                clip_id = f"{name}-{code}"
+                kept, count, preview = self.animate_clip(clip_id, name, value.label, code, result.image, result.matte)
+                note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
+                if (np.abs(result.image - self.source_image).max(-1) > 2.5 / 255).mean() < 1e-3:
+                    note += f" (the edit changed almost nothing: does the portrait show its {name} region?)"
+                yield self._progress(f"{name} = {value.label}: kept {kept}/{count} frames{note}", image=str(preview),
+                                     metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
+
+    def _store_pair(self, pair: Pair, category, options: list, edited: list, a: int, b: int) -> None:
+        from perse.synth.interp import morph
+
+        with self.timer("pairs"):
+            if self.interp == "exact":
+                target = self.editor.edit_between(self.portrait, category, options[a], options[b], pair.t)
             else:
                 first, second = edited[a], edited[b]
                 region = second.region if first is None else np.maximum(first.region, second.region)
-                target = morph(source_image if first is None else first.image, second.image,
-                               portrait.matte if first is None else first.matte, second.matte, region, pair.t)
-            writer.add_pair(pair, _composite(target.image, target.matte, background), target.region, target.matte)
+                target = morph(self.source_image if first is None else first.image, second.image,
+                               self.portrait.matte if first is None else first.matte, second.matte, region, pair.t)
+            self.writer.add_pair(pair, _composite(target.image, target.matte, self.background), target.region,
+                                 target.matte)
 
-    clip_order: list[str] = []
-    pair_order: list[str] = []
-    try:
-        cancel.check()
-        kept, count, preview = animate_clip(SOURCE, SOURCE, SOURCE, 0, source_image, portrait.matte)
-        clip_order.append(SOURCE)
-        done += 1
-        yield Progress("synth", done / units, f"source clip: kept {kept}/{count} frames", image=str(preview),
-                       metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
-        for name, values in chosen.items():
-            category = get_category(name)
-            edits[name] = [None]
-            for code, value in enumerate(values, start=1):
-                cancel.check()
-                with timer("edit"):
-                    result = editor.edit(portrait, category, value, 1.0)
-                edits[name].append(result)
-                sheet_images.append(result.image)
-                sheet_labels.append(value.label)
-                clip_id = f"{name}-{code}"
-                kept, count, preview = animate_clip(clip_id, name, value.label, code, result.image, result.matte)
-                clip_order.append(clip_id)
-                done += 1
-                note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
-                if (np.abs(result.image - source_image).max(-1) > 2.5 / 255).mean() < 1e-3:
-                    note += f" (the edit changed almost nothing: does the portrait show its {name} region?)"
-                yield Progress("synth", done / units, f"{name} = {value.label}: kept {kept}/{count} frames{note}",
-                               image=str(preview), metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
-
-        frontal = cam.head_pose_viewmat(portrait.fov_deg, 0.0, 0.0, 0.0, animator.pivot).tolist()
+    def pairs(self) -> Iterator[Progress]:
+        """Interpolation targets between every two codes of a category (the source look included), at the
+        frontal camera with a neutral expression."""
+        frontal = cam.head_pose_viewmat(self.portrait.fov_deg, 0.0, 0.0, 0.0, self.animator.pivot).tolist()
         neutral = [0.0] * len(EXPRESSION_NAMES)
-        for name, values in chosen.items():
+        for name, values in self.chosen.items():
             category = get_category(name)
             options = [None] + list(values)
             for a, b in itertools.combinations(range(len(options)), 2):
-                cancel.check()
-                for t in ts:
+                self.cancel.check()
+                for t in self.ts:
                     pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
                                 f"{name}-{b}", t, frontal, neutral)
-                    pair_order.append(pair.id)
-                    submit(store_pair, pair, category, options, edits[name], a, b)
-                    done += pair_cost
-            yield Progress("synth", min(done / units, 0.99), f"{name}: interpolation targets queued ({interp})")
-        for future in pending:
-            future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                    self.pair_order.append(pair.id)
+                    self.jobs.submit(self._store_pair, pair, category, options, self.edits[name], a, b)
+                    self.done += PAIR_COST
+            yield self._progress(f"{name}: interpolation targets queued ({self.interp})")
 
-    # Workers finish in any order; the dataset lists clips and pairs in the order they were planned.
-    writer.meta.clips.sort(key=lambda clip: clip_order.index(clip.id))
-    writer.meta.pairs.sort(key=lambda pair: pair_order.index(pair.id))
-    sheet = root / "edits.png"
-    save_png(sheet, contact_sheet(sheet_images, sheet_labels, columns=min(6, len(sheet_images)),
-                                  tile=min(256, syn.size)))
-    writer.close()
+    def close(self) -> Path:
+        """Wait for the writers, order the records as planned, write the contact sheet and meta.json
+        (last: it marks the dataset complete); returns the sheet's path."""
+        self.jobs.finish()
+        # Workers finish in any order; the dataset lists clips and pairs in the order they were planned.
+        self.writer.meta.clips.sort(key=lambda clip: self.clip_order.index(clip.id))
+        self.writer.meta.pairs.sort(key=lambda pair: self.pair_order.index(pair.id))
+        save_png(self.paths.edits_sheet, contact_sheet(self.sheet_images, self.sheet_labels,
+                                                       columns=min(6, len(self.sheet_images)),
+                                                       tile=min(256, self.syn.size)))
+        self.writer.close()
+        return self.paths.edits_sheet
+
+
+def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken = NEVER) -> Iterator[Progress]:
+    """Write `<run>/dataset` and yield Progress events (stage "synth"); skip a complete dataset."""
+    run = Path(run_dir)
+    paths = RunPaths(run)
+    if is_complete(run):
+        sheet = paths.edits_sheet
+        yield Progress("synth", 1.0, f"dataset in {paths.dataset} is complete; skipped (delete it to regenerate)",
+                       image=str(sheet) if sheet.exists() else None)
+        return
+    started = time.perf_counter()
+    yield Progress("synth", 0.0, f"lifting the portrait to 3D ({config.synth.size}px, {config.synth.animator} animator)")
+    job = _Synthesis(run, config, cancel)
+    try:
+        yield from job.source_clip()
+        yield from job.value_clips()
+        yield from job.pairs()
+        sheet = job.close()
+    finally:
+        job.jobs.close()
     elapsed = time.perf_counter() - started
+    totals = job.totals
     total = totals["kept"] + totals["dropped"]
     yield Progress("synth", 1.0,
-                   f"dataset written: {n_clips} clips, {len(pair_order)} pairs, kept {totals['kept']}/{total} frames "
-                   f"(identity >= {identity.threshold}) in {elapsed:.1f} s",
-                   image=str(sheet), metrics={**totals, "clips": n_clips, "pairs": len(pair_order), "seconds": elapsed,
-                                              "phases": {k: round(v, 3) for k, v in timer.seconds.items()}})
+                   f"dataset written: {job.n_clips} clips, {len(job.pair_order)} pairs, kept {totals['kept']}/{total} "
+                   f"frames (identity >= {job.identity.threshold}) in {elapsed:.1f} s",
+                   image=str(sheet), metrics={**totals, "clips": job.n_clips, "pairs": len(job.pair_order),
+                                              "seconds": elapsed,
+                                              "phases": {k: round(v, 3) for k, v in job.timer.seconds.items()}})

@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from perse.avatar.avatar import CHECKPOINT, Avatar, avatar_dir
+from perse.avatar.avatar import Avatar
 from perse.avatar.train import train
+from perse.core.paths import RunPaths
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import CancelToken
 
@@ -42,11 +43,11 @@ def test_resume_matches_uninterrupted_run(small_run):
         for event in train(interrupted, config, cancel=cancel):
             if event.metrics.get("step") == 13:
                 cancel.cancel()
-    saved = torch.load(avatar_dir(interrupted) / CHECKPOINT, weights_only=False)
+    saved = torch.load(RunPaths(interrupted).checkpoint, weights_only=False)
     assert saved["step"] == 13
     list(train(interrupted, config, resume=True))
 
-    load = lambda run: torch.load(avatar_dir(run) / CHECKPOINT, weights_only=False)  # noqa: E731
+    load = lambda run: torch.load(RunPaths(run).checkpoint, weights_only=False)  # noqa: E731
     a, b = load(straight), load(interrupted)
     assert a["step"] == b["step"] == 24
     for name, tensor in a["model"].items():
@@ -68,7 +69,7 @@ def test_resume_refuses_a_changed_config(small_run):
 def test_holdout_and_standalone_checkpoint(small_run):
     run = small_run("holdout")
     list(train(run, tiny_config(**SHORT)))
-    holdout = json.loads((avatar_dir(run) / "holdout.json").read_text())
+    holdout = json.loads((RunPaths(run).holdout).read_text())
     every = holdout["every"]
     # Frames 7 of each 8-frame clip are held out.
     assert holdout["frames"] and all(frames == [every - 1] for frames in holdout["frames"].values())
@@ -76,7 +77,7 @@ def test_holdout_and_standalone_checkpoint(small_run):
     avatar = Avatar.load(run, "cpu")
     image = avatar.render({"hair": "hair_b"}, yaw=10, expression={"jaw_open": 0.5}, size=48)
     assert image.shape == (48, 48, 3) and 0.0 <= image.min() and image.max() <= 1.0
-    assert (avatar_dir(run) / "avatar.ply").exists()
+    assert (RunPaths(run).avatar_ply).exists()
 
 
 def test_bad_point_cloud_is_a_clear_error(small_run):

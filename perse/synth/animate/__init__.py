@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from perse.errors import ConfigError
+from perse.core.registry import Registry
 
 if TYPE_CHECKING:
     from perse.config import PipelineConfig
@@ -32,17 +32,26 @@ class Animator(Protocol):
     name: str
     background: tuple[float, float, float]
 
+    @classmethod
+    def from_config(cls, portrait: "Portrait", config: "PipelineConfig") -> "Animator":
+        ...
+
+    @property
+    def pivot(self) -> np.ndarray:
+        """(3,) world point the head turns about; motion scripts and the frontal camera are built on it."""
+        ...
+
+    def point_cloud(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points (N, 3) and colours (N, 3) of the lifted portrait: the avatar's initial Gaussians."""
+        ...
+
     def animate(self, image: np.ndarray, matte: np.ndarray, script: "MotionScript") -> ClipFrames:
         """`image` (S, S, 3) float in [0, 1] (an edit of the portrait), `matte` its person alpha."""
         ...
 
 
-ANIMATORS = ("lift",)
+ANIMATORS = Registry("animator", "synth.animator", {"lift": "perse.synth.animate.lift:LiftAnimator"})
 
 
 def make_animator(name: str, portrait: "Portrait", config: "PipelineConfig") -> Animator:
-    if name == "lift":
-        from perse.synth.animate.lift import LiftAnimator
-
-        return LiftAnimator(portrait, device=config.resolved_device(), renderer=config.synth.lift_renderer)
-    raise ConfigError(f"unknown animator '{name}' (synth.animator); choose one of: {', '.join(ANIMATORS)}")
+    return ANIMATORS.load(name).from_config(portrait, config)

@@ -255,6 +255,10 @@ class LiftAnimator:
         self.geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), self.size, self.fov_deg, self.stride)
         self.K = cam.intrinsics(self.size, self.fov_deg)
 
+    @classmethod
+    def from_config(cls, portrait, config) -> "LiftAnimator":
+        return cls(portrait, device=config.resolved_device(), renderer=config.synth.lift_renderer)
+
     @property
     def pivot(self) -> np.ndarray:
         return self.geometry.pivot

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from perse.core.registry import Registry
 from perse.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,23 +32,28 @@ class Editor(Protocol):
     # True when the backend can render a value *between* two catalog values (interp target `exact`).
     exact: bool
 
+    @classmethod
+    def from_config(cls, config: "PipelineConfig") -> "Editor":
+        ...
+
     def edit(self, portrait: "Portrait", category: "Category", value: "Value", strength: float = 1.0) -> EditResult:
         ...
 
+    def edit_between(self, portrait: "Portrait", category: "Category", a: "Value | None", b: "Value | None",
+                     t: float) -> EditResult:
+        """The look at mix t in [0, 1] from value a to value b (None = the unedited source). Only backends
+        with `exact` = True implement it; the others get morphed targets (perse.synth.interp)."""
+        ...
 
-EDITORS = ("parametric", "diffusers")
+
+EDITORS = Registry("editor", "synth.editor", {
+    "parametric": "perse.synth.edit.parametric:ParametricEditor",
+    "diffusers": "perse.synth.edit.diffusers:DiffusersEditor",
+})
 
 
 def make_editor(name: str, config: "PipelineConfig") -> Editor:
-    if name == "parametric":
-        from perse.synth.edit.parametric import ParametricEditor
-
-        return ParametricEditor(seed=config.seed)
-    if name == "diffusers":
-        from perse.synth.edit.diffusers import DiffusersEditor
-
-        return DiffusersEditor.from_config(config)
-    raise ConfigError(f"unknown editor '{name}' (synth.editor); choose one of: {', '.join(EDITORS)}")
+    return EDITORS.load(name).from_config(config)
 
 
 def input_image(portrait: "Portrait") -> np.ndarray:

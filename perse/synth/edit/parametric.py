@@ -515,6 +515,10 @@ class ParametricEditor:
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 
+    @classmethod
+    def from_config(cls, config) -> "ParametricEditor":
+        return cls(seed=config.seed)
+
     def _context(self, portrait, category: Category) -> _Context:
         where = f"portrait {portrait.source or '(in memory)'}"
         F.validate_landmarks(portrait.landmarks, portrait.size, where)

@@ -17,16 +17,24 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from perse.config import PipelineConfig
-from perse.errors import ConfigError, InputImageError
+from perse.core.registry import Registry
+from perse.errors import InputImageError
 from perse.ingest.mesh import NUM_LANDMARKS
 
-BACKENDS = ("dlib", "insightface")
+SCORERS = Registry("identity backend", "synth.identity", {
+    "dlib": "perse.synth.identity.dlib:DlibScorer",
+    "insightface": "perse.synth.identity.insightface:InsightFaceScorer",
+})
 
 
 @runtime_checkable
 class IdentityScorer(Protocol):
     name: str
     threshold: float  # similarities above it mean "same person" for this backend
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> "IdentityScorer":
+        """The scorer `config` asks for (model path, device), shared per process where loading is slow."""
 
     def embed(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """One face image (H, W, 3) RGB, uint8 or float in [0, 1] -> a 1-D embedding."""
@@ -95,14 +103,4 @@ def aligned_inputs(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray 
 
 def make_scorer(name: str, config: PipelineConfig | None = None) -> IdentityScorer:
     """The identity backend called `name` ("dlib" or "insightface"), configured from `config.synth`."""
-    config = config or PipelineConfig()
-    if name == "dlib":
-        from perse.synth.identity.dlib import DlibScorer
-
-        return DlibScorer.shared(config.resolved_device())
-    if name == "insightface":
-        from perse.synth.identity.insightface import InsightFaceScorer
-
-        return InsightFaceScorer.from_spec(config.synth.insightface_model, config.resolved_device())
-    raise ConfigError(f"unknown identity backend '{name}'; choose one of: {', '.join(BACKENDS)} "
-                      f"(config key synth.identity)")
+    return SCORERS.load(name).from_config(config or PipelineConfig())

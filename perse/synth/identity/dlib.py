@@ -77,6 +77,10 @@ class DlibScorer:
         self.device = device
 
     @classmethod
+    def from_config(cls, config) -> "DlibScorer":
+        return cls.shared(config.resolved_device())
+
+    @classmethod
     def shared(cls, device: str = "cpu") -> "DlibScorer":
         """One loaded network per device per process (reading the weights takes ~0.1 s)."""
         with cls._shared_lock:

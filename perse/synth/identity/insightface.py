@@ -74,6 +74,10 @@ class InsightFaceScorer:
         self.path = model_path
 
     @classmethod
+    def from_config(cls, config) -> "InsightFaceScorer":
+        return cls.from_spec(config.synth.insightface_model, config.resolved_device())
+
+    @classmethod
     def from_spec(cls, spec: str, device: str = "cpu") -> "InsightFaceScorer":
         """One loaded session per model file and device per process."""
         key = (resolve_model(spec).resolve(), device)

@@ -1,0 +1,113 @@
+"""The run-folder contract in one place: every path a stage reads or writes inside `<run>/`.
+
+```
+<run>/portrait.png, portrait.json, matte.png, debug.png     ingest
+<run>/config.json, stages.json                              pipeline (settings; which stages are done)
+<run>/dataset/meta.json, clips/, pairs/, previews/, edits.png, init_points.npz     synth (perse.dataset)
+<run>/avatar/checkpoint.pt, config.json, holdout.json, avatar.ply, previews/, train_log.jsonl    train
+<run>/renders/                                              export
+<run>/report.json, report.html                              metrics
+```
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    def __init__(self, root: Path | str):
+        object.__setattr__(self, "root", Path(root))
+
+    # ingest
+    @property
+    def portrait(self) -> Path:
+        return self.root / "portrait.png"
+
+    @property
+    def portrait_meta(self) -> Path:
+        return self.root / "portrait.json"
+
+    @property
+    def matte(self) -> Path:
+        return self.root / "matte.png"
+
+    @property
+    def debug(self) -> Path:
+        return self.root / "debug.png"
+
+    # pipeline
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def stages(self) -> Path:
+        return self.root / "stages.json"
+
+    # synth
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def dataset_meta(self) -> Path:
+        return self.dataset / "meta.json"
+
+    @property
+    def edits_sheet(self) -> Path:
+        return self.dataset / "edits.png"
+
+    @property
+    def clip_previews(self) -> Path:
+        return self.dataset / "previews"
+
+    @property
+    def init_points(self) -> Path:
+        return self.dataset / "init_points.npz"
+
+    # train
+    @property
+    def avatar(self) -> Path:
+        return self.root / "avatar"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.avatar / "checkpoint.pt"
+
+    @property
+    def avatar_config(self) -> Path:
+        return self.avatar / "config.json"
+
+    @property
+    def holdout(self) -> Path:
+        return self.avatar / "holdout.json"
+
+    @property
+    def avatar_ply(self) -> Path:
+        return self.avatar / "avatar.ply"
+
+    @property
+    def train_previews(self) -> Path:
+        return self.avatar / "previews"
+
+    @property
+    def train_log(self) -> Path:
+        return self.avatar / "train_log.jsonl"
+
+    # export
+    @property
+    def renders(self) -> Path:
+        return self.root / "renders"
+
+    # metrics
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_page(self) -> Path:
+        return self.root / "report.html"
