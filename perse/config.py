@@ -22,7 +22,7 @@ DEFAULT_CATEGORIES = ("hair", "beard", "hat", "glasses", "eyebrows", "lips", "sk
 @dataclass
 class IngestConfig:
     size: int = 512
-    # Vertical field of view of every camera in the project (PERSE.md: one camera convention).
+    # Vertical field of view of every camera in the project (perse.core.camera: one camera convention).
     fov_deg: float = 14.0
     # Crop side as a multiple of the face height (brow-to-chin): holds hair and a little shoulder.
     crop_scale: float = 2.6
@@ -47,6 +47,9 @@ class SynthConfig:
     interp: str = "exact"  # "exact" | "morph"
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
     values: int = 3
+    # Looks per category drawn beyond `values` and kept out of training: the metrics stage fits a code
+    # to each (perse.metrics.looks), which says whether the latent space reaches looks it never saw.
+    holdout_looks: int = 2
     frames: int = 32
     size: int = 512
     # Frames scoring below this are dropped; None uses the chosen scorer's own same-person threshold

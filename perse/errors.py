@@ -10,7 +10,7 @@ class InputImageError(PerseError):
 
 
 class DatasetError(PerseError):
-    """A run folder's dataset does not satisfy the contract in PERSE.md section 4."""
+    """A run folder's dataset does not satisfy the contract in docs/architecture.md section 3."""
 
 
 class ConfigError(PerseError):

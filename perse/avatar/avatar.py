@@ -250,7 +250,7 @@ class Avatar:
             for _ in range(steps):
                 latent = self.with_code(base_latent, category, code)
                 g = self.model.decode(latent[None], expr[None])
-                out = render(Gaussians(*(t[0] for t in (g.means, g.quats, g.scales, g.opacities, g.colors))), camera,
+                out = render(g.map(lambda t: t[0]), camera,
                              backend=self.config.avatar.renderer)
                 # Composite over the target so only what the avatar draws is compared.
                 composite = out.rgb + (1 - out.alpha[..., None]) * target

@@ -1,4 +1,4 @@
-"""Train a PERSE avatar from a run's dataset (PERSE.md section 4) as a generator of Progress events.
+"""Train a PERSE avatar from a run's dataset (docs/architecture.md section 3) as a generator of Progress events.
 
 Stage 1 (reconstruction): each frame is rendered with its clip's latent (the clip's code for its
 category, source codes elsewhere), its expression and its camera; loss = L1 + SSIM against the

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from perse.config import PipelineConfig, build_config
-from perse.errors import PerseError
+from perse.errors import Cancelled, PerseError
 
 COMMAND_MODULES: list[str] = [
     "perse.cli.ingest",
@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except Cancelled as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 130
     except PerseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

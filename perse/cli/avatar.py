@@ -18,22 +18,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-
     from perse.avatar.train import train
     from perse.cli import config_from_args
-    from perse.events import CancelToken
+    from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
 
-    cancel = CancelToken()
-    # Ctrl-C asks the trainer to stop after its current step; it then saves a checkpoint and raises
-    # Cancelled, which the CLI reports without a traceback.
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.cancel())
-    try:
-        for event in train(args.run, config_from_args(args), cancel=cancel, resume=args.resume):
-            line = f"[{event.fraction * 100:5.1f}%] {event.message}"
-            if event.image:
-                line += f"  preview: {event.image}"
-            print(line, flush=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # Ctrl-C asks the trainer to stop after its current step; it saves a checkpoint and raises Cancelled,
+    # whose message says how to resume.
+    with stop_on_ctrl_c() as cancel:
+        ProgressPrinter().show(train(args.run, config_from_args(args), cancel=cancel, resume=args.resume))
     return 0

@@ -107,26 +107,13 @@ def _load(args):
 
 
 def _run(args) -> int:
-    from tqdm import tqdm
-
+    from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
     from perse.pipeline import run
 
     config = config_from_args(args)
-    bars: dict[str, tqdm] = {}
     start = time.perf_counter()
-    try:
-        for event in run(args.photo, args.out, config):
-            bar = bars.get(event.stage)
-            if bar is None:
-                for other in bars.values():
-                    other.close()
-                bar = bars[event.stage] = tqdm(total=1000, desc=f"{event.stage:>7}", unit="", leave=True,
-                                              bar_format="{desc} {percentage:3.0f}%|{bar:30}| {postfix}")
-            bar.n = int(round(event.fraction * 1000))
-            bar.set_postfix_str(event.message[:90], refresh=True)
-    finally:
-        for bar in bars.values():
-            bar.close()
+    with stop_on_ctrl_c() as cancel:
+        ProgressPrinter().show(run(args.photo, args.out, config, cancel=cancel))
     print(f"done in {time.perf_counter() - start:.1f} s: {args.out}/report.html, {args.out}/renders/, "
           f"{args.out}/avatar/avatar.ply")
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from perse.core.paths import RunPaths
 
@@ -27,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from perse.cli import config_from_args
+    from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
     from perse.synth import run_synth
 
     for flag, key in (("categories", "synth.categories"), ("values", "synth.values"), ("frames", "synth.frames"),
@@ -38,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     if args.force:
         meta = RunPaths(Path(args.run)).dataset_meta
         meta.unlink(missing_ok=True)
-    for event in run_synth(args.run, config):
-        line = f"[synth {event.fraction:4.0%}] {event.message}"
-        print(line + (f"  ({event.image})" if event.image and event.fraction >= 1.0 else ""), file=sys.stderr)
+    with stop_on_ctrl_c() as cancel:
+        ProgressPrinter().show(run_synth(args.run, config, cancel=cancel))
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -17,11 +18,19 @@ class Gaussians:
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The five fields in declaration order, for code that treats them alike."""
+        return self.means, self.quats, self.scales, self.opacities, self.colors
+
+    def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> "Gaussians":
+        """The same function applied to every field (move, detach, index, batch...)."""
+        return Gaussians(*(function(t) for t in self.tensors()))
+
     def to(self, device: torch.device | str) -> "Gaussians":
-        return Gaussians(*(t.to(device) for t in (self.means, self.quats, self.scales, self.opacities, self.colors)))
+        return self.map(lambda t: t.to(device))
 
     def detach(self) -> "Gaussians":
-        return Gaussians(*(t.detach() for t in (self.means, self.quats, self.scales, self.opacities, self.colors)))
+        return self.map(torch.Tensor.detach)
 
     def select(self, index: torch.Tensor) -> "Gaussians":
-        return Gaussians(*(t[index] for t in (self.means, self.quats, self.scales, self.opacities, self.colors)))
+        return self.map(lambda t: t[index])

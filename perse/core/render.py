@@ -67,8 +67,7 @@ def render(gaussians: Gaussians, camera: Camera, background=None, *, return_dept
     dtype = gaussians.means.dtype
     viewmat = torch.as_tensor(camera.viewmat, device=device, dtype=dtype)[None]
     K = torch.as_tensor(camera.K, device=device, dtype=dtype)[None]
-    batched = Gaussians(*(t[None] for t in (gaussians.means, gaussians.quats, gaussians.scales,
-                                           gaussians.opacities, gaussians.colors)))
+    batched = gaussians.map(lambda t: t[None])
     result = render_batch(batched, viewmat, K, camera.width, camera.height, background,
                           return_depth=return_depth, backend=backend)
     return RenderResult(result.rgb[0], result.alpha[0], None if result.depth is None else result.depth[0])
@@ -100,7 +99,7 @@ def render_gsplat(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) -
                          "the torch renderer (avatar.renderer=torch)")
     rasterization = load_gsplat().rasterization
     out, alpha, _ = rasterization(
-        g.means, g.quats, g.scales, g.opacities, g.colors, viewmats[:, None], Ks[:, None], width, height,
+        *g.tensors(), viewmats[:, None], Ks[:, None], width, height,
         near_plane=NEAR_PLANE, eps2d=EPS2D, render_mode="RGB+ED" if return_depth else "RGB",
     )
     out, alpha = out[:, 0], alpha[:, 0, ..., 0]
@@ -266,8 +265,7 @@ def render_torch(g: Gaussians, viewmats, Ks, width, height, bg, return_depth) ->
 
 def stack_gaussians(items: Sequence[Gaussians]) -> Gaussians:
     """Batch several equally sized Gaussian sets for render_batch."""
-    return Gaussians(*(torch.stack(parts) for parts in zip(*((g.means, g.quats, g.scales, g.opacities, g.colors)
-                                                             for g in items))))
+    return Gaussians(*(torch.stack(parts) for parts in zip(*(g.tensors() for g in items))))
 
 
 # Both rasterizers take (batched Gaussians, viewmats, Ks, width, height, background (B, 3), return_depth).

@@ -1,4 +1,4 @@
-"""The on-disk dataset contract (PERSE.md section 4): every stage reads and writes it only through here.
+"""The on-disk dataset contract (docs/architecture.md section 3): every stage reads and writes it only through here.
 
 ```
 <run>/dataset/meta.json             version, image size, intrinsics, categories, expression names,

@@ -1,4 +1,4 @@
-"""The ingested portrait: the aligned crop every later stage starts from (PERSE.md section 4).
+"""The ingested portrait: the aligned crop every later stage starts from (docs/architecture.md section 3).
 
 Files in a run folder: portrait.png (aligned RGB crop), portrait.json (everything else below),
 matte.png (feathered person alpha), masks/<region>.png (soft region masks), debug.png (overlay).

@@ -141,7 +141,7 @@ def ingest(photo_path: str | Path, config: PipelineConfig) -> Portrait:
 
 
 def ingest_to_run(photo_path: str | Path, run_dir: str | Path, config: PipelineConfig) -> Portrait:
-    """Ingest and write the run folder's portrait files (PERSE.md section 4) plus debug.png."""
+    """Ingest and write the run folder's portrait files (docs/architecture.md section 3) plus debug.png."""
     from perse.core.io import save_png
     from perse.ingest.debug import debug_image
 

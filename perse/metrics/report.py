@@ -34,28 +34,13 @@ from perse.events import NEVER, CancelToken, Progress
 from perse.export.run import value_path_frames
 from perse.metrics.disentangle import changed_outside
 from perse.metrics.paths import image_distance, path_metrics
+from perse.metrics.renders import BATCH, render_latents
 
 IDENTITY_YAWS = (-20.0, 0.0, 20.0)
 # Renders are soft at region borders; leaks are counted beyond this fraction of the image side.
 REGION_DILATION = 0.03
 PATH_STEPS = 8  # renders per pair of adjacent values along a category's path
-BATCH = 8
 WHITE = torch.ones(1, 3)
-
-
-@torch.no_grad()
-def render_frames(avatar: Avatar, codes: torch.Tensor, expressions: torch.Tensor, viewmats: torch.Tensor,
-                  size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renders on black, as training sees them: (F, H, W, 3) rgb and (F, H, W) alpha."""
-    K = torch.as_tensor(avatar.intrinsics, dtype=torch.float32, device=avatar.device)
-    rgbs, alphas = [], []
-    for start in range(0, len(codes), BATCH):
-        sl = slice(start, start + BATCH)
-        gaussians = avatar.model.decode(avatar.model.latent(codes[sl]), expressions[sl])
-        out = render_batch(gaussians, viewmats[sl], K, size, size, backend=avatar.config.avatar.renderer)
-        rgbs.append(out.rgb.clamp(0, 1))
-        alphas.append(out.alpha)
-    return torch.cat(rgbs), torch.cat(alphas)
 
 
 def reconstruction(avatar: Avatar, dataset: Dataset, config: PipelineConfig) -> dict[str, Any]:
@@ -64,7 +49,8 @@ def reconstruction(avatar: Avatar, dataset: Dataset, config: PipelineConfig) -> 
         return {"frames": 0, "note": "no held-out frames (clips shorter than avatar.holdout_every)"}
     alpha = frames.masks.float() / 255
     target = frames.images.float() / 255 * alpha[..., None]
-    rgb, _ = render_frames(avatar, frames.codes, frames.expressions, frames.viewmats, dataset.meta.image_size)
+    rgb, _ = render_latents(avatar, avatar.model.latent(frames.codes), frames.expressions, frames.viewmats,
+                            dataset.meta.image_size)
     person = (alpha > 0.5).float()[..., None]
     return {
         "frames": len(frames),

@@ -1,4 +1,4 @@
-"""`run_synth`: one ingested portrait -> the whole synthetic dataset (PERSE.md sections 1, 2 and 4).
+"""`run_synth`: one ingested portrait -> the whole synthetic dataset (docs/architecture.md sections 1 and 3).
 
 For every selected category it draws `values` catalog values, edits the portrait (editor backend),
 animates each edit with the run's single motion script (animator backend), scores every frame's
@@ -141,7 +141,9 @@ class _Synthesis:
         self.cancel = cancel
         self.timer = _Timer()
         self.portrait = resize_portrait(Portrait.load(run), syn.size)
-        self.chosen = sample_values(syn.categories, syn.values, config.seed)
+        # The last `holdout_looks` values of each category are held-out looks (perse.dataset: they take
+        # the category's last codes); they get clips but no interpolation targets.
+        self.chosen = sample_values(syn.categories, syn.values + syn.holdout_looks, config.seed)
         if syn.frames < 1:
             raise PerseError(f"synth.frames={syn.frames}: a clip needs at least one frame")
         self.ts = [float(t) for t in syn.interp_ts]
@@ -159,7 +161,7 @@ class _Synthesis:
         self.source_image = self.portrait.image.astype(np.float32) / 255.0
         self.background = tuple(float(c) for c in self.animator.background)
         self.n_clips = 1 + sum(len(v) for v in self.chosen.values())
-        self.n_pairs = sum(len(self.ts) * (len(v) + 1) * len(v) // 2 for v in self.chosen.values())
+        self.n_pairs = len(self.chosen) * len(self.ts) * (self.syn.values + 1) * self.syn.values // 2
         self.units = self.n_clips + PAIR_COST * self.n_pairs
         self.done = 0.0
         self.totals = {"kept": 0, "dropped": 0}
@@ -211,8 +213,8 @@ class _Synthesis:
         save_png(preview, contact_sheet([frames.images[i] for i in picks],
                                         [f"{records[i].identity:.2f}{'' if records[i].kept else ' x'}" for i in picks],
                                         columns=PREVIEW_FRAMES, tile=min(160, self.syn.size)))
-        self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code else 0.0, code), records,
-                         frames.images, frames.alphas)
+        self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code else 0.0, code,
+                                                holdout=code > self.syn.values), records, frames.images, frames.alphas)
         self.totals["kept"] += int(kept.sum())
         self.totals["dropped"] += int((~kept).sum())
         self.clip_order.append(clip_id)
@@ -267,7 +269,7 @@ class _Synthesis:
         for name, values in self.chosen.items():
             category = get_category(name)
             options = [None] + list(values)
-            for a, b in itertools.combinations(range(len(options)), 2):
+            for a, b in itertools.combinations(range(self.syn.values + 1), 2):
                 self.cancel.check()
                 for t in self.ts:
                     pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",

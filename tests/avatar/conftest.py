@@ -10,7 +10,7 @@ import torch
 from perse.config import build_config
 from perse.testing.procedural import write_procedural_dataset
 
-# Toy scale (PERSE.md section 5): 64 px, <= 2k Gaussians, a few hundred steps.
+# Toy scale (bench/ holds the GPU scale): 64 px, <= 2k Gaussians, a few hundred steps.
 TRAIN_OVERRIDES = {"avatar.steps": 400, "avatar.checkpoint_every": 1000, "avatar.preview_every": 1000}
 
 

@@ -37,9 +37,7 @@ def test_front_gaussian_occludes_and_background_fills_the_rest():
     camera = Camera.frontal(32, 14.0)
     front, back = one((0, 0, -0.2), (1, 0, 0), 0.3, 0.99), one((0, 0, 0.3), (0, 0, 1), 0.3, 0.99)
     # Given back-to-front, the renderer still sorts by depth.
-    scene = Gaussians(*(torch.cat([b, f]) for b, f in zip(
-        (back.means, back.quats, back.scales, back.opacities, back.colors),
-        (front.means, front.quats, front.scales, front.opacities, front.colors))))
+    scene = Gaussians(*(torch.cat([b, f]) for b, f in zip(back.tensors(), front.tensors())))
     out = render(scene, camera, background=(0.0, 1.0, 0.0))
     centre = out.rgb[16, 16].numpy()
     assert centre[0] > 0.95 and centre[2] < 0.02

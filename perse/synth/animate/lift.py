@@ -9,11 +9,14 @@ Geometry (built once per portrait, shared by every clip):
   unprojecting through the frontal camera so frame 0 sees it where the portrait shows it. Each is a
   surfel whose covariance spans the 3D distance to its grid neighbours, so turning the head stretches
   splats instead of opening holes; opacity is the matte.
-- A mouth cavity (dark, with a row of upper teeth) sits just behind the lips: hidden while the mouth is
-  closed, revealed when the jaw opens.
+- Layers of extra Gaussians sit behind the surface, hidden at rest: the mouth interior (a dark
+  cavity and the upper teeth fixed to the skull, the lower teeth and tongue riding the jaw), revealed
+  when the jaw opens; and closed upper eyelids coloured from the clip's own lid skin with a lash line,
+  which a blink slides down over the eyes.
 - Expressions are displacement fields, linear in the expression vector: jaw open rotates the region
-  below the lip seam about the jaw hinge; smile, blink and brow raise move control landmarks and spread
-  that motion to nearby pixels with normalised Gaussian weights anchored by the landmarks that stay.
+  below the lip seam about the jaw hinge; smile and brow raise move control landmarks and spread that
+  motion to nearby pixels with normalised Gaussian weights anchored by the landmarks that stay; blink
+  moves the eyelid layer.
 
 Per clip only colours and opacities change (the edited portrait and its matte). Frames render many
 per call through perse.core.render (`gaussians`, the default on CUDA: gsplat), whose colours are
@@ -77,6 +80,25 @@ def _quat_from_matrix(R: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Layer:
+    """Gaussians besides the per-pixel surface. Each takes a fixed colour (`colors`), or the mean colour
+    of a few pixels of the clip's image (`sources`: (M, K) flat pixel indices) times `shade`, so that
+    an edit of the skin recolours the eyelids too."""
+
+    points: np.ndarray  # (M, 3) world positions at rest
+    scales: np.ndarray  # (M, 3)
+    fields: np.ndarray  # (E, M, 3)
+    colors: np.ndarray | None = None  # (M, 3)
+    sources: np.ndarray | None = None  # (M, K)
+    shade: np.ndarray | None = None  # (M,)
+
+    def colors_for(self, image: np.ndarray) -> np.ndarray:
+        if self.colors is not None:
+            return self.colors
+        return image.reshape(-1, 3)[self.sources].mean(axis=1) * self.shade[:, None]
+
+
+@dataclass
 class HeadGeometry:
     """Per-pixel 3D surface and expression fields of one portrait (grid of `grid` x `grid` splats)."""
 
@@ -86,10 +108,7 @@ class HeadGeometry:
     quats: np.ndarray  # (G*G, 4)
     scales: np.ndarray  # (G*G, 3)
     fields: np.ndarray  # (E, G*G, 3) world displacement per unit of each expression
-    cavity_points: np.ndarray  # (M, 3)
-    cavity_colors: np.ndarray  # (M, 3)
-    cavity_scales: np.ndarray  # (M, 3)
-    cavity_fields: np.ndarray  # (E, M, 3)
+    layers: list["Layer"]  # hidden-at-rest Gaussians: mouth interior, eyelids
     landmarks: np.ndarray  # (478, 3) world positions at rest
     landmark_fields: np.ndarray  # (E, 478, 3)
     pivot: np.ndarray  # (3,) head centre
@@ -272,20 +291,25 @@ class LiftAnimator:
         return colors[keep], np.clip(alpha[keep], 0, 0.999), keep
 
     def point_cloud(self, image: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The surface's and the layers' Gaussians: the avatar starts with Gaussians wherever an open
+        mouth or a blink will show something."""
         colors, _, keep = self.splats(image, matte)
-        return self.geometry.points[keep].astype(np.float32), colors.astype(np.float32)
+        layers = self.geometry.layers
+        points = np.concatenate([self.geometry.points[keep]] + [layer.points for layer in layers])
+        colors = np.concatenate([colors] + [layer.colors_for(image) for layer in layers])
+        return points.astype(np.float32), colors.astype(np.float32)
 
     def _tensors(self, image: np.ndarray, matte: np.ndarray):
         geo = self.geometry
         colors, opacity, keep = self.splats(image, matte)
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
-        n_cavity = len(geo.cavity_points)
-        means = t(np.concatenate([geo.points[keep], geo.cavity_points]))
-        fields = t(np.concatenate([geo.fields[:, keep], geo.cavity_fields], axis=1))
-        quats = t(np.concatenate([geo.quats[keep], np.tile([1.0, 0, 0, 0], (n_cavity, 1))]))
-        scales = t(np.concatenate([geo.scales[keep], geo.cavity_scales]))
-        opacities = t(np.concatenate([opacity, np.full(n_cavity, 0.999)]))
-        colors_t = t(np.concatenate([colors, geo.cavity_colors]))
+        n_layers = sum(len(layer.points) for layer in geo.layers)
+        means = t(np.concatenate([geo.points[keep]] + [layer.points for layer in geo.layers]))
+        fields = t(np.concatenate([geo.fields[:, keep]] + [layer.fields for layer in geo.layers], axis=1))
+        quats = t(np.concatenate([geo.quats[keep], np.tile([1.0, 0, 0, 0], (n_layers, 1))]))
+        scales = t(np.concatenate([geo.scales[keep]] + [layer.scales for layer in geo.layers]))
+        opacities = t(np.concatenate([opacity, np.full(n_layers, 0.999)]))
+        colors_t = t(np.concatenate([colors] + [layer.colors_for(image) for layer in geo.layers]))
         return means, fields, quats, scales, opacities, colors_t, len(keep)
 
     def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions):

@@ -1,4 +1,4 @@
-"""2D interpolation targets between two values of one category (PERSE.md section 1, latent regularisation).
+"""2D interpolation targets between two values of one category (docs/architecture.md section 1, latent regularisation).
 
 `exact`: the parametric editor at mixed parameters (perse/synth/edit/parametric.py documents what
 mixing means per kind) -- true ground truth, available when the editor can draw in-between values.
