@@ -1,9 +1,14 @@
-"""Shared fixtures: the public-domain portraits, ingested once per test session at a CPU-friendly size."""
+"""Shared fixtures, created lazily once per test session: the public-domain portraits ingested at a
+CPU-friendly size, and a procedural dataset with avatars trained on it (toy scale)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+
+from perse.testing.procedural import write_procedural_dataset
+from perse.testing.training import tiny_config
 
 # The project's shared test portraits, committed in assets/ (see assets/README.md) so CI has them.
 PORTRAITS = Path(__file__).resolve().parents[1] / "assets"
@@ -36,3 +41,30 @@ def ingested(shared_portraits, ingest_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("ingested")
     return {name: (ingest_to_run(path, root / name, ingest_config), root / name)
             for name, path in shared_portraits.items()}
+
+
+@pytest.fixture(scope="session")
+def procedural_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("procedural")
+    write_procedural_dataset(run, size=64, frames=8, init_points=True, expression_range=0.5)
+    return run
+
+
+def _trained(procedural_run: Path, tmp_path_factory, name: str, **overrides) -> Path:
+    from perse.avatar.train import train
+
+    run = tmp_path_factory.mktemp(name)
+    shutil.copytree(procedural_run / "dataset", run / "dataset")
+    events = list(train(run, tiny_config(**overrides)))
+    assert events[-1].fraction == 1.0
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(procedural_run, tmp_path_factory) -> Path:
+    return _trained(procedural_run, tmp_path_factory, "trained")
+
+
+@pytest.fixture(scope="session")
+def trained_run_without_interp(procedural_run, tmp_path_factory) -> Path:
+    return _trained(procedural_run, tmp_path_factory, "trained_no_interp", **{"avatar.interp_weight": 0.0})

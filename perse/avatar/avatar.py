@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,10 +26,13 @@ from perse.core.camera import Camera, head_pose_viewmat
 from perse.core.gaussians import Gaussians
 from perse.core.io import atomic_path
 from perse.core.paths import RunPaths
-from perse.core.render import render
+from perse.core.render import render, render_batch
 from perse.errors import PerseError
 
 Selection = Union[torch.Tensor, Mapping[str, Any], None]
+# How far a random sample strays from the learned code it starts at, as a fraction of the distance to
+# that code's nearest neighbour (`Avatar.sample`).
+SAMPLE_SPREAD = 0.15
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -166,18 +169,25 @@ class Avatar:
         return code.to(mean) if norm <= radius else mean + std * z * (radius / norm)
 
     def sample(self, seed: int = 0, categories: list[str] | None = None, base: Selection = None) -> torch.Tensor:
-        """A random latent: each listed category (default all) gets a random convex mix of its learned codes.
+        """A random latent from a prior fitted on the learned codes: a mixture of small Gaussians, one
+        around each code. Each listed category (default all) picks one of its codes at random and moves
+        away from it by a Gaussian step of SAMPLE_SPREAD times the distance to its nearest other code.
 
-        With a handful of codes per category, a Gaussian fitted to them puts most of its mass where no
-        code was trained; mixtures stay on the simplex the interpolation loss trained smooth, so every
-        sample is a plausible blend of seen values (Dirichlet(1) weights: uniform over the simplex).
+        Samples stay next to a look the decoder was trained on: an accessory is either there or not.
+        (Convex mixes of all codes, the former prior, land between unrelated looks, where the decoder
+        draws half-transparent ghosts of several at once.)
         """
         generator = torch.Generator().manual_seed(seed)
         latent = self.latent(base)
         for name in categories or list(self.categories):
             codes = self.learned_codes(name)
-            weights = -torch.log(torch.rand(len(codes), generator=generator).clamp_min(1e-12))
-            latent = self.with_code(latent, name, (weights / weights.sum()).to(codes) @ codes)
+            pick = int(torch.randint(len(codes), (1,), generator=generator))
+            code = codes[pick]
+            if len(codes) > 1:
+                gap = torch.cat([codes[:pick], codes[pick + 1:]]).sub(code).norm(dim=1).min()
+                step = torch.randn(code.shape, generator=generator).to(code) / math.sqrt(code.numel())
+                code = code + SAMPLE_SPREAD * gap * step
+            latent = self.with_code(latent, name, code)
         return latent
 
     def expression(self, expression: Mapping[str, float] | np.ndarray | list | None) -> torch.Tensor:
@@ -200,8 +210,7 @@ class Avatar:
         """Decoded world-space Gaussians (canonical head pose) for a latent and expression."""
         latent = self.latent(selection)
         batched = self.model.decode(latent[None], self.expression(expression)[None])
-        return Gaussians(*(t[0] for t in (batched.means, batched.quats, batched.scales, batched.opacities,
-                                          batched.colors)))
+        return batched.map(lambda t: t[0])
 
     def camera(self, yaw: float = 0.0, pitch: float = 0.0, size: int | None = None) -> Camera:
         size = size or self.image_size
@@ -229,36 +238,62 @@ class Avatar:
         the given head pose; returns a (latent_dim,) code usable in `latent({category: code})`, kept
         within the learned codes' range (a photo unlike every training clip otherwise drives it far out).
         """
-        image = np.asarray(image, dtype=np.float32)
-        mask = np.asarray(mask, dtype=np.float32)
-        if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2] or image.shape[0] != image.shape[1]:
-            raise PerseError(f"fit_code: needs a square RGB image (H, H, 3) and a mask (H, H); got {image.shape} and "
-                             f"{mask.shape}")
-        if mask.sum() < 1:
-            raise PerseError(f"fit_code: the mask for '{category}' is empty; nothing to fit")
-        target = torch.tensor(image, device=self.device)
-        weight = torch.tensor(mask, device=self.device)[..., None]
-        camera = self.camera(yaw, pitch, image.shape[0])
-        mean, _ = self.prior(category)
-        code = mean.clone().requires_grad_(True)
+        camera = self.camera(yaw, pitch, np.shape(image)[0])
+        return self.fit_codes(np.asarray(image)[None], np.asarray(mask)[None], [category], camera.viewmat[None],
+                              self.expression(expression)[None], steps=steps, lr=lr, base=base)[0]
+
+    def fit_codes(self, images: np.ndarray, masks: np.ndarray, categories: Sequence[str], viewmats, expressions,
+                  mattes: np.ndarray | None = None, steps: int = 200, lr: float = 0.02,
+                  base: Selection = None) -> list[torch.Tensor]:
+        """`fit_code` for a batch, each item with its own category, camera and expression, in one
+        optimisation (items are independent: each code only sees its own item's loss).
+
+        images (B, H, H, 3) and masks (B, H, H) in [0, 1]; viewmats (B, 4, 4) world-to-camera; expressions
+        (B, E). Without `mattes`, as for a photo, the render is composited over its image, so only what
+        the avatar draws is compared. With `mattes` (B, H, H), the person alpha of each image (a dataset
+        frame has one), render and image are compared premultiplied, colour and alpha, as training
+        compares frames: a look that reaches beyond the head (a hat) must then be drawn, not left to
+        show through.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        masks = np.asarray(masks, dtype=np.float32)
+        batch, size = images.shape[:2]
+        if (images.ndim != 4 or images.shape[2:] != (size, 3) or masks.shape != images.shape[:3]
+                or len(categories) != batch):
+            raise PerseError(f"fit_code: needs square RGB images (B, H, H, 3), masks (B, H, H) and a category per "
+                             f"image; got {images.shape}, {masks.shape} and {len(categories)} categories")
+        for category, mask in zip(categories, masks):
+            if mask.sum() < 1:
+                raise PerseError(f"fit_code: the mask for '{category}' is empty; nothing to fit")
+        device = self.device
+        target = torch.tensor(images, device=device)
+        weight = torch.tensor(masks, device=device)[..., None]
+        matte = None if mattes is None else torch.tensor(np.asarray(mattes, np.float32), device=device)[..., None]
+        if matte is not None:
+            target = target * matte
+        K = torch.as_tensor(self.camera(size=size).K, dtype=torch.float32, device=device)
+        viewmats = torch.as_tensor(np.asarray(viewmats), dtype=torch.float32, device=device)
+        expressions = torch.as_tensor(np.asarray(expressions), dtype=torch.float32, device=device)
+        codes = torch.stack([self.prior(category)[0] for category in categories]).requires_grad_(True)
         base_latent = self.latent(base)
-        expr = self.expression(expression)
-        optimizer = torch.optim.Adam([code], lr=lr)
+        optimizer = torch.optim.Adam([codes], lr=lr)
         for p in self.model.parameters():
             p.requires_grad_(False)
         try:
             for _ in range(steps):
-                latent = self.with_code(base_latent, category, code)
-                g = self.model.decode(latent[None], expr[None])
-                out = render(g.map(lambda t: t[0]), camera,
-                             backend=self.config.avatar.renderer)
-                # Composite over the target so only what the avatar draws is compared.
-                composite = out.rgb + (1 - out.alpha[..., None]) * target
-                loss = ((composite - target).abs() * weight).sum() / weight.sum()
+                latents = torch.stack([self.with_code(base_latent, category, code)
+                                       for category, code in zip(categories, codes)])
+                out = render_batch(self.model.decode(latents, expressions), viewmats, K, size, size,
+                                   backend=self.config.avatar.renderer)
+                if matte is None:
+                    error = (out.rgb + (1 - out.alpha[..., None]) * target - target).abs()
+                else:
+                    error = torch.cat([(out.rgb - target).abs(), (out.alpha[..., None] - matte).abs()], dim=-1)
+                loss = ((error * weight).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3))).sum()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
         finally:
             for p in self.model.parameters():
                 p.requires_grad_(True)
-        return self.within_learned_codes(category, code.detach())
+        return [self.within_learned_codes(category, code) for category, code in zip(categories, codes.detach())]

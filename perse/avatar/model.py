@@ -25,6 +25,11 @@ OUTPUTS = (("color", 3), ("opacity", 1), ("scale", 3), ("rotation", 4), ("offset
 # Offsets are decoded in units of this many world units (the head radius is about 0.4), so a unit
 # decoder output stays a plausible displacement.
 OFFSET_UNIT = 0.05
+# Expressions reach the decoder multiplied by this. Adam moves each weight by about the learning rate
+# per step whatever the loss weight, so with unit inputs the expression basis could not grow past a
+# few tenths in a short run, leaving each control a 1-3 grey-level nudge; the codes get the same
+# boost from their 1 / prior_std rescaling.
+EXPRESSION_GAIN = 4.0
 
 
 def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
@@ -72,7 +77,7 @@ class Decoder(nn.Module):
             h = torch.baddbmm(b, h, w)
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
-        total = h.sum(0) + self.expression(expressions)
+        total = h.sum(0) + self.expression(expressions * EXPRESSION_GAIN)
         return total.reshape(-1, self.feature_dim, self.outputs)
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:

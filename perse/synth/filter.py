@@ -8,19 +8,21 @@ them). PERSE found 15-20% of unfiltered frames drifted and that keeping them hur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from perse.synth.identity import IdentityScorer
 
 
 @dataclass
 class IdentityFilter:
-    scorer: Any  # perse.synth.identity.IdentityScorer
+    scorer: IdentityScorer
     reference: np.ndarray  # embedding of the reference portrait
     threshold: float
 
     @classmethod
-    def for_portrait(cls, scorer: Any, image: np.ndarray, landmarks: np.ndarray,
+    def for_portrait(cls, scorer: IdentityScorer, image: np.ndarray, landmarks: np.ndarray,
                      threshold: float | None) -> "IdentityFilter":
         """`threshold` None: the scorer's own same-person threshold (each backend has its own scale)."""
         return cls(scorer, scorer.embed(image, landmarks), float(scorer.threshold if threshold is None else threshold))

@@ -198,10 +198,11 @@ class _Synthesis:
             self.writer.add_clip(clip, ((records[i], images[i], alphas[i]) for i in range(len(records))))
 
     def animate_clip(self, clip_id: str, category: str, label: str, code: int, image: np.ndarray,
-                     matte: np.ndarray) -> tuple[int, int, Path]:
-        """Animate, score and queue one clip; returns (kept frames, frames, preview sheet path)."""
+                     matte: np.ndarray, accessory=None) -> tuple[int, int, Path]:
+        """Animate, score and queue one clip (with the edit's 3D accessory, if any); returns (kept
+        frames, frames, preview sheet path)."""
         with self.timer("animate"):
-            frames = self.animator.animate(image, matte, self.script)
+            frames = self.animator.animate(image, matte, self.script, accessory=accessory)
         with self.timer("identity"):
             scores = self.identity.scores(frames.images, frames.landmarks)
         kept = self.identity.keep(scores)
@@ -240,7 +241,8 @@ class _Synthesis:
                 self.sheet_images.append(result.image)
                 self.sheet_labels.append(value.label)
                 clip_id = f"{name}-{code}"
-                kept, count, preview = self.animate_clip(clip_id, name, value.label, code, result.image, result.matte)
+                kept, count, preview = self.animate_clip(clip_id, name, value.label, code, result.image, result.matte,
+                                                         result.accessory)
                 note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
                 if (np.abs(result.image - self.source_image).max(-1) > 2.5 / 255).mean() < 1e-3:
                     note += f" (the edit changed almost nothing: does the portrait show its {name} region?)"

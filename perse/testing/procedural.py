@@ -120,16 +120,19 @@ def _shot(head: ProceduralHead, camera: Camera, codes, expression, device: str) 
 def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categories: tuple[str, ...] = tuple(LOOKS),
                              pair_ts: tuple[float, ...] = (1 / 4, 1 / 2, 3 / 4), n_gaussians: int = 1200,
                              init_points: bool = False, expression_range: float = 1.0, seed: int = 0,
-                             device: str = "cpu") -> Dataset:
+                             device: str = "cpu", held_out_blends: tuple[float, ...] = ()) -> Dataset:
     """Write <run>/dataset: a source clip and one clip per (category, code 1..2), plus exact pairs
     blending codes 1 and 2 of each category at the frontal view. With `init_points`, also writes the
     scene's canonical points as `meta.extra["init_points"]`, as a lifted portrait would. Expressions
     (jaw_open, smile) are drawn uniformly in [0, expression_range]. `device` only chooses where frames
-    are rendered (CUDA for large sizes)."""
+    are rendered (CUDA for large sizes). Each t of `held_out_blends` adds, per category, a held-out look
+    coloured as the blend of codes 1 and 2 at t (a look the latent space can reach), filmed at the
+    source clip's cameras and expressions, as every clip of a synthesised dataset is."""
     head = ProceduralHead.build(n_gaussians, categories)
     K = intrinsics(size, FOV_DEG)
     extra = {}
-    writer_categories = {c: [SOURCE, f"{c}_a", f"{c}_b"] for c in categories}
+    writer_categories = {c: [SOURCE, f"{c}_a", f"{c}_b"] + [f"{c}_mix{t:g}" for t in held_out_blends]
+                         for c in categories}
     if init_points:
         extra["init_points"] = "init_points.npz"
     writer = DatasetWriter(run, size, K, writer_categories, extra=extra)
@@ -150,6 +153,15 @@ def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categor
             records.append((Frame(index, viewmat.tolist(), expression), image, alpha))
         writer.add_clip(Clip(clip_id, category, "" if category == SOURCE else f"{category}_{'ab'[code - 1]}",
                              1.0, code), records)
+        if category == SOURCE:
+            source_poses = [(frame.world_to_camera, frame.expression) for frame, _, _ in records]
+    for category in categories:
+        for code, t in enumerate(held_out_blends, start=3):
+            shots = [_shot(head, Camera(K, np.asarray(viewmat), size, size), {category: (1, 2, t)}, expression, device)
+                     for viewmat, expression in source_poses]
+            writer.add_clip(Clip(f"{category}_mix{t:g}", category, f"{category}_mix{t:g}", 1.0, code, holdout=True),
+                            [(Frame(i, viewmat, expression), image, alpha)
+                             for i, ((viewmat, expression), (image, alpha)) in enumerate(zip(source_poses, shots))])
     frontal = Camera(K, head_pose_viewmat(FOV_DEG), size, size)
     zero = [0.0] * len(EXPRESSION_NAMES)
     for index, category in enumerate(categories):

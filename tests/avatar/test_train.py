@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from perse.avatar.avatar import Avatar
 from perse.avatar.train import train
 from perse.core.paths import RunPaths
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import CancelToken
+from perse.testing.training import tiny_config
 
 # Short, but covering stage 2 (interpolation pairs) and two densify/prune relocations.
 SHORT = {"avatar.steps": 24, "avatar.checkpoint_every": 8, "avatar.densify_every": 6, "avatar.prune_opacity": 0.45,

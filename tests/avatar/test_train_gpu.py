@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 import torch
-from conftest import tiny_config, training_frame_psnr
 
 from perse.avatar.densify import GAUSSIAN_PARAMS, GsplatMCMC
 from perse.avatar.train import Trainer, train
+from perse.testing.training import tiny_config, training_frame_psnr
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

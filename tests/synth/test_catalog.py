@@ -3,7 +3,15 @@ import pytest
 
 from perse.config import DEFAULT_CATEGORIES
 from perse.errors import ConfigError
-from perse.synth.catalog import CATALOG, PAIR_TARGETS, Category, Palette, Span, interpolation_pairs, sample_values
+from perse.synth.catalog import (
+    CATALOG,
+    PAIR_TARGETS,
+    Category,
+    Palette,
+    Span,
+    interpolation_pairs,
+    sample_values,
+)
 
 
 def test_catalog_covers_the_required_categories_with_labelled_values():

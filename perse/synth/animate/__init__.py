@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from perse.config import PipelineConfig
     from perse.ingest.portrait import Portrait
     from perse.synth.animate.motion import MotionScript
+    from perse.synth.edit.accessories import Accessory
 
 
 @dataclass
@@ -45,8 +46,11 @@ class Animator(Protocol):
         """World points (N, 3) and colours (N, 3) of the lifted portrait: the avatar's initial Gaussians."""
         ...
 
-    def animate(self, image: np.ndarray, matte: np.ndarray, script: "MotionScript") -> ClipFrames:
-        """`image` (S, S, 3) float in [0, 1] (an edit of the portrait), `matte` its person alpha."""
+    def animate(self, image: np.ndarray, matte: np.ndarray, script: "MotionScript",
+                accessory: "Accessory | None" = None) -> ClipFrames:
+        """`image` (S, S, 3) float in [0, 1] (an edit of the portrait), `matte` its person alpha;
+        `accessory` (perse.synth.edit.accessories), when the edit carries one, is drawn in 3D with the
+        head at every frame's pose (a backend that cannot must refuse it rather than drop it)."""
         ...
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -40,6 +41,9 @@ from perse.synth import face as F
 from perse.synth.animate import ClipFrames
 from perse.synth.animate.motion import MotionScript
 from perse.synth.animate.splat import splat
+
+if TYPE_CHECKING:
+    from perse.synth.edit.accessories import Accessory
 
 RENDERERS = ("gaussians", "splat")
 
@@ -58,6 +62,14 @@ COLOR_FIT_ITERATIONS = 3
 FIT_STEP = 0.6
 
 FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 108, 69, 337, 299)
+# Jaw opening at full strength, radians: the chin drops by about a tenth of the face height, a clearly
+# open mouth.
+JAW_ANGLE = 0.3
+# Neighbouring splats further apart than this many frontal spacings (at rest, or once an expression at
+# full strength has moved them) get a gap filler between them.
+GAP_STRETCH = 1.3
+# How far the skin above the eye follows a closing lid, as a fraction of the eye's opening.
+BLINK_CREASE = 0.3
 
 
 def _quat_from_matrix(R: np.ndarray) -> np.ndarray:
@@ -96,6 +108,13 @@ class Layer:
         if self.colors is not None:
             return self.colors
         return image.reshape(-1, 3)[self.sources].mean(axis=1) * self.shade[:, None]
+
+    def opacities_for(self, matte: np.ndarray) -> np.ndarray:
+        """Layers coloured from the clip follow its matte (a gap filler on the silhouette is as soft
+        as its pixels); fixed-colour layers are solid."""
+        if self.sources is None:
+            return np.full(len(self.points), 0.999)
+        return np.clip(matte.reshape(-1)[self.sources].mean(axis=1), 0, 0.999)
 
 
 @dataclass
@@ -194,14 +213,10 @@ def _rbf_field(size: int, landmarks_xy: np.ndarray, moves: dict[int, np.ndarray]
     return cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _blink_field(size: int, landmarks: np.ndarray, face: F.FaceFrame) -> np.ndarray:
-    """Closing both eyes: the upper-lid skin, a band as tall as the eye opening, slides down over the eye
-    and comes slightly forward (so it covers the eyeball); the skin above it stretches, fading out
-    towards the brow."""
+def _eye_openings(landmarks: np.ndarray, uu: np.ndarray):
+    """Per eye: (upper lid line y, lower lid line y, the opening's height tapering to 0 at the corners,
+    inside-the-eye's-width mask), each over the columns `uu`."""
     xy = landmarks[:, :2]
-    coords = np.arange(size, dtype=np.float64) + 0.5
-    uu, vv = np.meshgrid(coords, coords)
-    field = np.zeros((size, size, 3), np.float32)
     for upper_ids, lower_ids in ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER), (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER)):
         upper, lower = xy[list(upper_ids)], xy[list(lower_ids)]
         corners = np.concatenate([upper[:, 0], lower[:, 0]])
@@ -209,16 +224,44 @@ def _blink_field(size: int, landmarks: np.ndarray, face: F.FaceFrame) -> np.ndar
         top = np.interp(uu, upper[order_u, 0], upper[order_u, 1])
         bottom = np.interp(uu, lower[order_l, 0], lower[order_l, 1])
         inside = (uu > corners.min()) & (uu < corners.max())
-        # The eye opening fades to zero at the corners.
         span = max(float(corners.max() - corners.min()), 1.0)
         taper = np.clip(np.sin(np.pi * (uu - corners.min()) / span), 0, 1) ** 0.5
-        opening = np.clip(bottom - top, 0, None) * inside * taper
+        yield top, bottom, np.clip(bottom - top, 0, None) * inside * taper, inside
+
+
+def _blink_crease_field(size: int, landmarks: np.ndarray) -> np.ndarray:
+    """The skin above each eye follows a closing lid part of the way (the lid crease flattens); the
+    lid itself is the eyelid layer. Sliding the skin all the way down would drag lashes and brow hair
+    over the eye as a smear."""
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    uu, vv = np.meshgrid(coords, coords)
+    field = np.zeros((size, size, 3), np.float32)
+    for top, _, opening, _ in _eye_openings(landmarks, uu):
         height = np.maximum(opening, 1.0)
         above = top - vv  # > 0 above the lid line
-        weight = np.where(above < 0, 0.0, np.where(above <= height, 1.0, np.clip(1 - (above - height) / (2 * height), 0, 1)))
-        field[..., 1] += (weight * opening).astype(np.float32)
-        field[..., 2] -= (weight * 0.5 * opening).astype(np.float32)
+        weight = np.where(above < 0, 0.0, np.clip(1 - above / (2 * height), 0, 1))
+        field[..., 1] += (BLINK_CREASE * weight * opening).astype(np.float32)
     return field
+
+
+def _jaw_hinge(landmarks: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame) -> tuple[float, float]:
+    """(y, depth) of the jaw hinge in pixels: the condyles sit just in front of the ears, a little behind
+    the face's side edges at ear level. (Measured from the face's centre line, the nose, the hinge
+    would be so shallow that the jaw swung back instead of down.)"""
+    xy = landmarks[:, :2]
+    size = depth_px.shape[0]
+    edges = np.clip(np.round(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE]] - 0.5).astype(int), 0, size - 1)
+    hinge_y = float(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE], 1].mean())
+    return hinge_y, float(depth_px[edges[:, 1], edges[:, 0]].mean()) + 0.1 * face.face_width
+
+
+def _jaw_rotation(v: np.ndarray, depth: np.ndarray, hinge: tuple[float, float]) -> np.ndarray:
+    """Displacement (dx, dy, dz) px per radian of jaw opening of points at rows `v`, depths `depth`.
+
+    The condyle glides forward as the jaw opens, so the chin moves back only about half as far as a
+    pure rotation about the hinge would carry it: the mouth opens downwards."""
+    dy, dz = v - hinge[0], depth - hinge[1]
+    return np.stack([np.zeros_like(dy), -dz, 0.5 * dy], -1)
 
 
 def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame, angle: float) -> np.ndarray:
@@ -241,15 +284,8 @@ def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.F
     weight = np.where(within & (vv < seam_y), 0.0, weight)
     nose_y, corner_y = float(xy[F.SUBNASALE, 1]), float(seam[:, 1].min())
     weight = weight * np.clip((vv - nose_y) / max(corner_y - nose_y, 1.0), 0, 1) ** 2
-    # The hinge sits below the ears, about half a face width behind the face's centre line.
-    hinge_y = float(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE], 1].mean())
-    row, column = int(np.clip(hinge_y, 0, size - 1)), int(np.clip(face.center_x, 0, size - 1))
-    hinge_z = float(depth_px[row, column]) + 0.45 * face.face_width
-    dy, dz = vv - hinge_y, depth_px - hinge_z
-    field = np.zeros((size, size, 3), np.float32)
-    field[..., 1] = weight * angle * (-dz)
-    field[..., 2] = weight * angle * dy
-    return field
+    return (weight[..., None] * angle * _jaw_rotation(vv, depth_px, _jaw_hinge(landmarks, depth_px, face))
+            ).astype(np.float32)
 
 
 class LiftAnimator:
@@ -294,25 +330,29 @@ class LiftAnimator:
         """The surface's and the layers' Gaussians: the avatar starts with Gaussians wherever an open
         mouth or a blink will show something."""
         colors, _, keep = self.splats(image, matte)
-        layers = self.geometry.layers
-        points = np.concatenate([self.geometry.points[keep]] + [layer.points for layer in layers])
-        colors = np.concatenate([colors] + [layer.colors_for(image) for layer in layers])
+        layers = [(layer, layer.opacities_for(matte) > MIN_ALPHA) for layer in self.geometry.layers]
+        points = np.concatenate([self.geometry.points[keep]] + [layer.points[shown] for layer, shown in layers])
+        colors = np.concatenate([colors] + [layer.colors_for(image)[shown] for layer, shown in layers])
         return points.astype(np.float32), colors.astype(np.float32)
 
     def _tensors(self, image: np.ndarray, matte: np.ndarray):
         geo = self.geometry
         colors, opacity, keep = self.splats(image, matte)
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
-        n_layers = sum(len(layer.points) for layer in geo.layers)
-        means = t(np.concatenate([geo.points[keep]] + [layer.points for layer in geo.layers]))
-        fields = t(np.concatenate([geo.fields[:, keep]] + [layer.fields for layer in geo.layers], axis=1))
+        layer_opacities = [layer.opacities_for(matte) for layer in geo.layers]
+        shown = [np.flatnonzero(o > MIN_ALPHA) for o in layer_opacities]
+        layers = list(zip(geo.layers, shown))
+        n_layers = sum(len(index) for index in shown)
+        means = t(np.concatenate([geo.points[keep]] + [layer.points[index] for layer, index in layers]))
+        fields = t(np.concatenate([geo.fields[:, keep]] + [layer.fields[:, index] for layer, index in layers], axis=1))
         quats = t(np.concatenate([geo.quats[keep], np.tile([1.0, 0, 0, 0], (n_layers, 1))]))
-        scales = t(np.concatenate([geo.scales[keep]] + [layer.scales for layer in geo.layers]))
-        opacities = t(np.concatenate([opacity, np.full(n_layers, 0.999)]))
-        colors_t = t(np.concatenate([colors] + [layer.colors_for(image) for layer in geo.layers]))
+        scales = t(np.concatenate([geo.scales[keep]] + [layer.scales[index] for layer, index in layers]))
+        opacities = t(np.concatenate([opacity] + [o[index] for o, index in zip(layer_opacities, shown)]))
+        colors_t = t(np.concatenate([colors] + [layer.colors_for(image)[index] for layer, index in layers]))
         return means, fields, quats, scales, opacities, colors_t, len(keep)
 
-    def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions):
+    def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions, surfaces=None,
+                overlay=None):
         from perse.core.gaussians import Gaussians
         from perse.core.render import RenderResult, render_batch
 
@@ -326,7 +366,7 @@ class LiftAnimator:
             # Neighbouring splats on one surface differ in depth by about a splat spacing (or its
             # stretch); anything further behind is another surface (the mouth cavity, the far cheek).
             thickness = 1.5 * 2.0 * self.stride / self.size
-            rgb, alpha = splat(moved, colors, opacities, vm, K, self.size, background, thickness)
+            rgb, alpha = splat(moved, colors, opacities, vm, K, self.size, background, thickness, surfaces, overlay)
             return RenderResult(rgb, alpha, None)
         batched = Gaussians(moved, quats.expand(b, -1, -1), scales.expand(b, -1, -1), opacities.expand(b, -1),
                             colors.expand(b, -1, -1))
@@ -351,22 +391,44 @@ class LiftAnimator:
             colors[:n_grid] = (colors[:n_grid] + FIT_STEP * residual * weight).clamp(0, 1)
         return colors
 
+    def _with_accessory(self, means, fields, quats, scales, opacities, colors, accessory: "Accessory | None"):
+        """The lifted head plus the accessory's Gaussians, rigidly attached (no expression field), as the
+        splatter's second surface; lenses are its see-through overlay."""
+        head = torch.zeros(len(means), dtype=torch.long, device=self.device)
+        if accessory is None or not len(accessory):
+            return means, fields, quats, scales, opacities, colors, None, None
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
+        n = len(accessory)
+        return (torch.cat([means, t(accessory.means)]),
+                torch.cat([fields, torch.zeros(fields.shape[0], n, 3, device=self.device)], 1),
+                torch.cat([quats, t(accessory.quats)]), torch.cat([scales, t(accessory.scales)]),
+                torch.cat([opacities, t(accessory.opacities).clamp(0, 0.999)]), torch.cat([colors, t(accessory.colors)]),
+                torch.cat([head, torch.ones(n, dtype=torch.long, device=self.device)]),
+                torch.cat([torch.zeros_like(head, dtype=torch.bool),
+                           torch.as_tensor(accessory.translucent, dtype=torch.bool, device=self.device)]))
+
     @torch.no_grad()
-    def animate(self, image: np.ndarray, matte: np.ndarray, script: MotionScript) -> ClipFrames:
+    def animate(self, image: np.ndarray, matte: np.ndarray, script: MotionScript,
+                accessory: "Accessory | None" = None) -> ClipFrames:
+        """With an `accessory` (perse.synth.edit.accessories) the head is lifted from the portrait under
+        it (`accessory.under_image`, `under_matte`) and the accessory drawn with it in one scene;
+        `image` is then what frame 0 shows, head and accessory together."""
         image = np.asarray(image, np.float32)
         matte = np.asarray(matte, np.float32)
         if image.shape != (self.size, self.size, 3) or matte.shape != (self.size, self.size):
             raise PerseError(f"lift animator: expected an image ({self.size}, {self.size}, 3) and matte "
                              f"({self.size}, {self.size}), got {image.shape} and {matte.shape}")
+        if accessory is not None:
+            image, matte = accessory.under_image, accessory.under_matte
         means, fields, quats, scales, opacities, colors, n_grid = self._tensors(image, matte)
         if COLOR_FIT_ITERATIONS and self.renderer == "gaussians":
             colors = self._fit_colors(means, fields, quats, scales, opacities, colors, n_grid, image, matte)
+        *scene, surfaces, overlay = self._with_accessory(means, fields, quats, scales, opacities, colors, accessory)
         viewmats = script.viewmats()
         images, alphas = [], []
         for start in range(0, len(script), self.batch):
             part = slice(start, start + self.batch)
-            out = self._render(means, fields, quats, scales, opacities, colors, viewmats[part],
-                               script.expressions[part])
+            out = self._render(*scene, viewmats[part], script.expressions[part], surfaces, overlay)
             images.append(out.rgb.clamp(0, 1).cpu().numpy())
             alphas.append(out.alpha.clamp(0, 1).cpu().numpy())
         return ClipFrames(np.concatenate(images), np.concatenate(alphas), viewmats, script.expressions.copy(),
@@ -421,7 +483,7 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
     unit = face.face_height
     xy = landmarks[:, :2]
     fields_px = np.zeros((len(EXPRESSION_NAMES), size, size, 3), np.float32)
-    fields_px[EXPRESSION_NAMES.index("jaw_open")] = _jaw_field(size, landmarks, depth_px, face, angle=0.22)
+    fields_px[EXPRESSION_NAMES.index("jaw_open")] = _jaw_field(size, landmarks, depth_px, face, JAW_ANGLE)
     # Smile: the whole mouth widens and its corners rise (more the further from the centre), the
     # cheeks lift a little.
     mouth_x = xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean()
@@ -433,16 +495,17 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
         reach = 1 - (u / 1.6) ** 2 - ((xy[index, 1] - mouth_y) / (0.9 * half)) ** 2
         if reach > 0:
             u = np.clip(u, -1, 1)
-            corners[index] = np.array([0.045 * u, -0.04 * u * u, 0.0]) * min(1.0, 2 * reach)
+            corners[index] = np.array([0.05 * u, -0.085 * u * u, 0.0]) * min(1.0, 2 * reach)
+    # The cheeks (malar fat pads) bunch up and out.
     for index, sign in ((205, -1), (425, 1), (50, -1), (280, 1), (187, -1), (411, 1)):
-        corners[index] = np.array([0.01 * sign, -0.025, -0.005])
+        corners[index] = np.array([0.015 * sign, -0.05, -0.01])
     fields_px[EXPRESSION_NAMES.index("smile")] = _rbf_field(size, xy, {k: v * unit for k, v in corners.items()},
                                                             0.05 * unit)
-    fields_px[EXPRESSION_NAMES.index("blink")] = _blink_field(size, landmarks, face)
-    raise_moves = {i: np.array([0.0, -0.07 * unit, 0.0]) for i in
+    fields_px[EXPRESSION_NAMES.index("blink")] = _blink_crease_field(size, landmarks)
+    raise_moves = {i: np.array([0.0, -0.1 * unit, 0.0]) for i in
                    F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER + F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER}
     for index in FOREHEAD:
-        raise_moves[index] = np.array([0.0, -0.03 * unit, 0.0])
+        raise_moves[index] = np.array([0.0, -0.045 * unit, 0.0])
     fields_px[EXPRESSION_NAMES.index("brow_raise")] = _rbf_field(size, xy, raise_moves, 0.06 * unit)
 
     distance = cam.camera_distance(fov_deg)
@@ -461,46 +524,143 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
     lm_world = _pixels_to_world(xy[:, 0], xy[:, 1], lm_depth, size, fov_deg)
     lm_fields = np.stack([to_world(f[lm_px[:, 1], lm_px[:, 0]], lm_depth) for f in fields_px])
 
-    cavity = _mouth_cavity(landmarks, size, fov_deg, depth_px, face, stride)
-    cavity_fields = np.stack([to_world(f[cavity[3][:, 1], cavity[3][:, 0]], cavity[4]) for f in fields_px])
-    # Only the lower half of the cavity (lower teeth row, tongue) follows the jaw.
-    lower = cavity[5]
-    cavity_fields[EXPRESSION_NAMES.index("jaw_open")] *= lower[:, None]
-    for name in ("blink", "brow_raise"):
-        cavity_fields[EXPRESSION_NAMES.index(name)] = 0.0
+    hinge = _jaw_hinge(landmarks, depth_px, face)
+    layers = [_gap_fillers(points, fields.reshape(len(fields_px), grid, grid, 3), size, stride)]
+    for u, v, depth, colors, on_jaw in _mouth_interior(landmarks, size, depth_px, face, stride):
+        pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
+        fields_layer = np.stack([to_world(f[pixels[:, 1], pixels[:, 0]], depth) for f in fields_px])
+        # The interior does not blink or raise brows; the lower teeth and tongue ride the jaw rigidly,
+        # the upper teeth and the cavity stay with the skull.
+        for name in ("jaw_open", "blink", "brow_raise"):
+            fields_layer[EXPRESSION_NAMES.index(name)] = 0.0
+        if on_jaw:
+            fields_layer[EXPRESSION_NAMES.index("jaw_open")] = to_world(JAW_ANGLE * _jaw_rotation(v, depth, hinge), depth)
+        layers.append(Layer(_pixels_to_world(u, v, depth, size, fov_deg), _layer_scales(len(u), size, stride),
+                            fields_layer, colors=colors))
+    u, v, depth, moves, sources, shade = _eyelids(landmarks, size, depth_px, face, stride)
+    pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
+    lid_fields = np.stack([to_world(f[pixels[:, 1], pixels[:, 0]], depth) for f in fields_px])
+    lid_fields[EXPRESSION_NAMES.index("blink")] = to_world(moves, depth)
+    layers.append(Layer(_pixels_to_world(u, v, depth, size, fov_deg), _layer_scales(len(u), size, stride),
+                        lid_fields, sources=sources, shade=shade))
 
     pivot = _pixels_to_world(np.array([cx]), np.array([cy]), np.array([cz]), size, fov_deg)[0]
-    return HeadGeometry(grid, stride, points.reshape(-1, 3), quats, scales, fields, cavity[0], cavity[1], cavity[2],
-                        cavity_fields, lm_world, lm_fields, pivot)
+    return HeadGeometry(grid, stride, points.reshape(-1, 3), quats, scales, fields, layers, lm_world, lm_fields, pivot)
 
 
-def _mouth_cavity(landmarks: np.ndarray, size: int, fov_deg: float, depth_px: np.ndarray, face: F.FaceFrame,
-                  stride: int):
-    """Splats of a dark mouth interior with an upper teeth row, just behind the lips."""
+def _gap_fillers(points: np.ndarray, fields: np.ndarray, size: int, stride: int) -> Layer:
+    """Extra splats at the corners between grid splats wherever the surface will stretch: where it is
+    steep at rest (nose sides, jaw and neck, the head's outline: a turned head magnifies them) or where
+    an expression at full strength pulls neighbours apart (mouth corners, an opening jaw). One splat
+    per pixel leaves holes there that show the background or the mouth interior; a corner splat takes
+    the mean position, motion, colour and matte of its four pixels, halving the spacing."""
+    grid = points.shape[0]
+    spacing = 2.0 * stride / size
+    step_x = np.linalg.norm(np.diff(points, axis=1), axis=-1)  # (G, G-1)
+    step_y = np.linalg.norm(np.diff(points, axis=0), axis=-1)  # (G-1, G)
+    pull_x = np.linalg.norm(np.diff(fields, axis=2), axis=-1).max(0)
+    pull_y = np.linalg.norm(np.diff(fields, axis=1), axis=-1).max(0)
+    longest = np.maximum.reduce([step_x[:-1] + pull_x[:-1], step_x[1:] + pull_x[1:],
+                                 step_y[:, :-1] + pull_y[:, :-1], step_y[:, 1:] + pull_y[:, 1:]])
+    rows, cols = np.nonzero(longest > GAP_STRETCH * spacing)
+    corners = np.stack([rows, cols, rows + 1, cols + 1])
+    cells = [(corners[0], corners[1]), (corners[0], corners[3]), (corners[2], corners[1]), (corners[2], corners[3])]
+    # Each cell's colour comes from the pixel at its block's centre.
+    sources = np.stack([(r * stride + stride // 2) * size + c * stride + stride // 2 for r, c in cells], 1)
+    return Layer(np.mean([points[r, c] for r, c in cells], axis=0), _layer_scales(len(rows), size, stride),
+                 np.mean([fields[:, r, c] for r, c in cells], axis=0), sources=sources, shade=np.ones(len(rows)))
+
+
+def _layer_scales(count: int, size: int, stride: int) -> np.ndarray:
+    """Flat discs a little wider than a grid splat, so a layer on a pixel grid has no gaps."""
+    spacing = 2.0 * max(1.0, float(stride)) / size * SURFEL_SIGMA * 1.6
+    return np.tile([spacing, spacing, spacing * 0.2], (count, 1))
+
+
+def _behind(face: F.FaceFrame, stride: int, fraction: float) -> float:
+    """A depth offset in pixels that hides a layer behind the surface: `fraction` of the face height,
+    and always beyond the CPU splatter's surface thickness (1.5 grid spacings)."""
+    return max(fraction * face.face_height, 2.5 * stride)
+
+
+def _mouth_interior(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face: F.FaceFrame, stride: int):
+    """Two layers of the mouth interior, each (u, v, depth px, colours, rides the jaw): the skull's part
+    (upper teeth, the dark cavity) and the jaw's (lower teeth, tongue), laid out behind the lips at rest.
+
+    Around the lip seam both teeth rows overlap at rest; opening the jaw by JAW_ANGLE carries the lower
+    row down with the lower lip, so the opening shows upper teeth, dark cavity, lower teeth."""
     xy = landmarks[:, :2]
     unit = face.face_height
     left, right = xy[F.MOUTH_LEFT], xy[F.MOUTH_RIGHT]
-    top = float(xy[list(F.LIPS_INNER_UPPER), 1].min())
-    bottom = float(xy[list(F.LIPS_INNER_LOWER), 1].max()) + 0.16 * unit
+    seam = (xy[list(F.LIPS_INNER_UPPER)] + xy[list(F.LIPS_INNER_LOWER)]) / 2
+    order = np.argsort(seam[:, 0])
+    centre_x, half = 0.5 * (left[0] + right[0]), max(0.5 * (left[0] - right[0]), 1.0)
     step = max(1.0, float(stride))
-    xs = np.arange(right[0] + 0.1 * (left[0] - right[0]), left[0] - 0.1 * (left[0] - right[0]), step)
-    ys = np.arange(top, bottom, step)
-    uu, vv = np.meshgrid(xs + 0.5 * step, ys + 0.5 * step)
+    xs = np.arange(right[0] + 0.06 * (left[0] - right[0]), left[0] - 0.06 * (left[0] - right[0]), step) + 0.5 * step
+    # Down to about the lower lip's drop at full strength: any deeper would only show through gaps.
+    top, bottom = float(seam[:, 1].min()) - 0.06 * unit, float(seam[:, 1].max()) + 0.15 * unit
+    uu, vv = np.meshgrid(xs, np.arange(top, bottom, step) + 0.5 * step)
     u, v = uu.ravel(), vv.ravel()
-    centre_x = 0.5 * (left[0] + right[0])
-    half = 0.5 * (left[0] - right[0])
-    # An ellipse: the mouth opening is narrower than the lips at its top and bottom.
-    keep = ((u - centre_x) / (0.9 * half)) ** 2 + ((v - top) / (bottom - top)) ** 2 <= 1.0
-    u, v = u[keep], v[keep]
-    pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
-    # Behind whatever surface covers it (lips, teeth, chin), so it shows only through an open mouth.
-    depth = depth_px[pixels[:, 1], pixels[:, 0]] + max(0.05 * unit, 3.0 * stride)
-    colors = np.tile(np.array([0.16, 0.05, 0.06]), (len(u), 1))
-    teeth = v < top + 0.045 * unit
-    colors[teeth] = np.array([0.86, 0.83, 0.78])
-    colors = colors * (1 - 0.35 * ((u - centre_x) / max(half, 1.0)) ** 2)[:, None]
-    points = _pixels_to_world(u, v, depth, size, fov_deg)
-    spacing = 2.0 * step / size * SURFEL_SIGMA * 1.6
-    scales = np.tile([spacing, spacing, spacing * 0.2], (len(u), 1))
-    lower = (v > float(xy[list(F.LIPS_INNER_LOWER), 1].mean())).astype(np.float64)
-    return points, colors, scales, pixels, depth, lower
+    below_seam = v - np.interp(u, seam[order, 0], seam[order, 1])
+    across = (u - centre_x) / half
+    # The opening is an ellipse, narrower than the lips towards its bottom.
+    keep = across ** 2 + (np.clip(below_seam, 0, None) / (bottom - float(seam[:, 1].max()))) ** 2 <= 1.0
+    u, v, below_seam, across = u[keep], v[keep], below_seam[keep], across[keep]
+    surface = depth_px[np.clip(v.astype(int), 0, size - 1), np.clip(u.astype(int), 0, size - 1)]
+    # Teeth: about 9 % of the face height wide near the middle, with darker gaps between them, shorter
+    # and darker towards the mouth corners.
+    tooth = np.abs((across * half / (0.09 * unit) + 0.5) % 1 - 0.5)
+    gaps = np.where(tooth > 0.42, 0.72, 1.0)
+    corner = np.clip(1 - 0.45 * across ** 2, 0, 1)
+    enamel = np.array([0.9, 0.87, 0.8]) * (gaps * corner)[:, None]
+    cavity = np.array([0.14, 0.04, 0.05]) * (1 - 0.4 * across ** 2)[:, None]
+    tongue = np.array([0.62, 0.26, 0.28]) * corner[:, None]
+    teeth_height = 0.05 * unit * np.sqrt(np.clip(1 - across ** 2, 0.1, 1))
+    skull = below_seam >= -0.06 * unit
+    upper_teeth = skull & (below_seam < 0.3 * teeth_height)
+    skull_colors = np.where(upper_teeth[:, None], enamel, cavity)
+    # The cavity lies deeper than the open jaw's lips and teeth are carried back.
+    skull_depth = surface + np.where(upper_teeth, _behind(face, stride, 0.03), _behind(face, stride, 0.12))
+    jaw = (below_seam >= -0.5 * teeth_height) & (below_seam < 0.14 * unit)
+    lower_teeth = below_seam < 0.7 * teeth_height
+    jaw_colors = np.where(lower_teeth[:, None], enamel * 0.93, tongue)
+    jaw_depth = surface + np.where(lower_teeth, _behind(face, stride, 0.04), _behind(face, stride, 0.055))
+    return [(u[skull], v[skull], skull_depth[skull], skull_colors[skull], False),
+            (u[jaw], v[jaw], jaw_depth[jaw], jaw_colors[jaw], True)]
+
+
+def _eyelids(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face: F.FaceFrame, stride: int):
+    """The closed upper lids: (u, v, depth px, blink displacement px, colour source pixels, shade).
+
+    At rest each lid is folded away behind the skin just above its eye; a blink slides it down by the
+    eye's opening (plus a pixel, to meet the lower lid) and brings it in front of the eyeball. It takes
+    its colour from the skin between the eye and the brow (the middle of that band, clear of lashes and
+    brow hair), darkened slightly, with a dark lash line along its closing edge."""
+    xy = landmarks[:, :2]
+    step = max(1.0, float(stride))
+    columns = np.arange(0.0, size, step) + 0.5 * step
+    brows = {}
+    for side, ids in (("right", F.RIGHT_BROW_LOWER), ("left", F.LEFT_BROW_LOWER)):
+        order = np.argsort(xy[list(ids), 0])
+        brows[side] = (xy[list(ids), 0][order], xy[list(ids), 1][order])
+    us, vs, depths, moves, sources, shades = [], [], [], [], [], []
+    back, forward = _behind(face, stride, 0.04), _behind(face, stride, 0.015)
+    for (top, _, opening, inside), side in zip(_eye_openings(landmarks, columns), ("right", "left")):
+        brow = np.interp(columns, *brows[side])
+        for column in np.flatnonzero(inside & (opening > 0.2)):
+            x, lid, height = columns[column], top[column], opening[column] + 1.0
+            rows = np.arange(lid - height, lid, step) + 0.5 * step
+            band = max(lid - brow[column], 2.0)
+            picks = lid - band * np.array([0.3, 0.45, 0.6])
+            source = (np.clip(picks.astype(int), 0, size - 1) * size + np.clip(int(x), 0, size - 1))
+            surface = depth_px[int(np.clip(lid, 0, size - 1)), int(np.clip(x, 0, size - 1))]
+            for row in rows:
+                us.append(x)
+                vs.append(row)
+                depths.append(surface + back)
+                moves.append((0.0, height, -(back + forward)))
+                sources.append(source)
+                # The lowest row closes last and meets the lower lid: the lash line.
+                shades.append(0.45 if row > lid - step else 0.9)
+    return (np.array(us), np.array(vs), np.array(depths), np.array(moves, np.float64).reshape(-1, 3),
+            np.array(sources, int).reshape(-1, 3), np.array(shades))

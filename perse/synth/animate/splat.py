@@ -28,8 +28,14 @@ FILL_PASSES = 2
 
 
 def splat(means: torch.Tensor, colors: torch.Tensor, opacities: torch.Tensor, viewmats: torch.Tensor,
-          K: torch.Tensor, size: int, background: torch.Tensor, thickness: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """means (B, N, 3) world, colors (N, 3), opacities (N,), viewmats (B, 4, 4) -> rgb (B, S, S, 3), alpha (B, S, S)."""
+          K: torch.Tensor, size: int, background: torch.Tensor, thickness: float,
+          surfaces: torch.Tensor | None = None, overlay: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """means (B, N, 3) world, colors (N, 3), opacities (N,), viewmats (B, 4, 4) -> rgb (B, S, S, 3), alpha (B, S, S).
+
+    `surfaces` (N,) small ints: splats blend only with splats of their own surface, and at each pixel the
+    nearest surface wins, however close behind it another one lies (an accessory a few pixels in front of
+    the lifted head at a small image size). `overlay` (N,) bool: see-through splats (lenses), composited
+    over the opaque result wherever no opaque surface lies in front of them."""
     batch, n = means.shape[:2]
     cam = means @ viewmats[:, :3, :3].transpose(1, 2) + viewmats[:, None, :3, 3]
     z = cam[..., 2].clamp_min(1e-6)
@@ -48,25 +54,47 @@ def splat(means: torch.Tensor, colors: torch.Tensor, opacities: torch.Tensor, vi
     weight = torch.stack(weights, -1).reshape(-1)
     depth = z[..., None].expand(batch, n, 4).reshape(-1)
     total = batch * size * size
+    per_splat = lambda x: x[None, :, None].expand(batch, n, 4).reshape(-1)  # noqa: E731
+    see_through = per_splat(overlay) if overlay is not None else torch.zeros_like(weight, dtype=torch.bool)
+    surface = per_splat(surfaces.long()) if surfaces is not None else torch.zeros_like(pixel)
     # Only nearly opaque splats decide the surface: a faint fringe (soft matte edges of hair) swinging
     # in front of the face must not punch see-through holes into it.
-    opaque = (opacities >= CLAIM_OPACITY)[None, :, None].expand(batch, n, 4).reshape(-1)
-    claim = torch.where((weight >= CLAIM_WEIGHT) & opaque, depth, torch.full_like(depth, float("inf")))
-    nearest = torch.full((total,), float("inf")).scatter_reduce(0, pixel, claim, reduce="amin")
-    # Pixels only reached by faint corners take their nearest contribution as the surface.
-    faint = torch.full((total,), float("inf")).scatter_reduce(0, pixel, torch.where(weight > 0, depth, claim),
-                                                               reduce="amin")
-    nearest = torch.where(torch.isinf(nearest), faint, nearest)
-    visible = weight * ((depth - nearest[pixel]).abs() <= thickness)
+    opaque = per_splat(opacities >= CLAIM_OPACITY) & ~see_through
+    inf = torch.full_like(depth, float("inf"))
+    claimed, reached = [], []
+    for index in range(int(surface.max()) + 1 if len(surface) else 1):
+        mine = (surface == index) & ~see_through
+        claim = torch.where((weight >= CLAIM_WEIGHT) & opaque & mine, depth, inf)
+        claimed.append(torch.full((total,), float("inf")).scatter_reduce(0, pixel, claim, reduce="amin"))
+        reached.append(torch.full((total,), float("inf")).scatter_reduce(
+            0, pixel, torch.where((weight > 0) & mine, depth, inf), reduce="amin"))
+    claimed_front, claimed_surface = torch.stack(claimed).min(0)
+    reached_front, reached_surface = torch.stack(reached).min(0)
+    # Pixels that no surface claims (reached only by faint corners) take their nearest contribution.
+    unclaimed = torch.isinf(claimed_front)
+    front = torch.where(unclaimed, reached_front, claimed_front)
+    front_surface = torch.where(unclaimed, reached_surface, claimed_surface)
+    on_front = (surface == front_surface[pixel]) & ((depth - front[pixel]).abs() <= thickness)
+    visible = weight * (on_front & ~see_through)
     rgba = torch.cat([colors * opacities[:, None], opacities[:, None]], 1)  # premultiplied
-    values = rgba[None, :, None, :].expand(batch, n, 4, 4).reshape(-1, 4) * visible[:, None]
-    accum = torch.zeros(total, 5).index_add_(0, pixel, torch.cat([values, visible[:, None]], 1))
+    values = rgba[None, :, None, :].expand(batch, n, 4, 4).reshape(-1, 4)
+    accum = torch.zeros(total, 5).index_add_(0, pixel, torch.cat([values * visible[:, None], visible[:, None]], 1))
     accum = accum.reshape(batch, size, size, 5).permute(0, 3, 1, 2)
     accum = _fill_holes(accum)
     coverage = accum[:, 4:5].clamp_min(1e-8)
     premultiplied = accum[:, :3] / coverage
     alpha = (accum[:, 3:4] / coverage).clamp(0, 1) * (accum[:, 4:5] > 1e-6)
     rgb = premultiplied + (1 - alpha) * background.view(1, 3, 1, 1)
+    if overlay is not None and bool(overlay.any()):
+        # See-through splats in front of the opaque surface: their normalised premultiplied colour
+        # and coverage go over it.
+        shown = weight * (see_through & (depth < front[pixel] + thickness))
+        layer = torch.zeros(total, 5).index_add_(0, pixel, torch.cat([values * shown[:, None], shown[:, None]], 1))
+        layer = layer.reshape(batch, size, size, 5).permute(0, 3, 1, 2)
+        cover = layer[:, 4:5].clamp_min(1e-8)
+        over_alpha = (layer[:, 3:4] / cover).clamp(0, 1) * (layer[:, 4:5] > 1e-6)
+        rgb = layer[:, :3] / cover * (layer[:, 4:5] > 1e-6) + (1 - over_alpha) * rgb
+        alpha = over_alpha + (1 - over_alpha) * alpha
     return rgb.permute(0, 2, 3, 1).clamp(0, 1), alpha[:, 0]
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from perse.config import PipelineConfig
     from perse.ingest.portrait import Portrait
     from perse.synth.catalog import Category, Value
+    from perse.synth.edit.accessories import Accessory
 
 
 @dataclass
@@ -25,6 +26,9 @@ class EditResult:
     image: np.ndarray  # (S, S, 3) float32 in [0, 1]
     region: np.ndarray  # (S, S) float32 in [0, 1]: where the edit may have changed pixels
     matte: np.ndarray  # (S, S) float32 person alpha after the edit
+    # A 3D accessory (hat, glasses, ...) for the animator to draw with the lifted head at every pose;
+    # `image` is then its frontal render. None: the edit is all in `image` (e.g. hub editors).
+    accessory: "Accessory | None" = None
 
 
 class Editor(Protocol):

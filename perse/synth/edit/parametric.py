@@ -1,30 +1,41 @@
 """The embedded editor: region-based edits computed from the landmarks and masks, no weights needed.
 
-Each catalog `kind` turns a value's spec into a *layer*: the colour the edited pixels take at full
-strength and a per-pixel opacity (plus any silhouette the edit adds, e.g. a hat above the head). At
-strength t the result is `input * (1 - t * alpha) + color * t * alpha`, so t = 0 returns the input
-exactly, the image is continuous in t, and nothing outside the layer's support can change.
+Each catalog `kind` turns a value's spec into a *layer*: the colour the edited pixels take and a
+per-pixel opacity (plus any silhouette the edit adds, e.g. a hat above the head); `apply` composites
+it as `input * (1 - t * alpha) + color * t * alpha`.
 
-Spec fields per kind (catalog.py holds the values):
-- recolor (hair): `color` target mean colour, `shine` strength of highlights. The hair's own
-  luminance pattern, relative to its median, modulates the target: strands and shading survive.
-- tone (skin): `color`, the target median skin colour; a per-channel gain keeps shading and texture.
-- lipstick: `color`, `opacity`, `gloss` (highlight strength) over the lips' luminance pattern.
-- brows: `color`, `thickness` (x the detected brow height), `density`, `arch`; the original brow is
-  inpainted away and a strand-textured brow is drawn from the brow landmarks.
-- beard: `coverage` (full | goatee), `density`, `length` (strand length, face heights), `opacity`,
-  `drop` (how far below the chin it hangs), `color` (None: the person's brow colour).
-- glasses, hat, earrings: procedural geometry from eye/forehead/jaw landmarks (fields in catalog.py).
+Spec fields per kind (catalog.py holds the values and their continuous ranges):
+- recolor (hair): `color` target median colour, `shine` sheen where the portrait's light falls. The
+  hair moves from its own median colour to the target in Lab, keeping its lighting and strand detail
+  (deviations from the median scaled by the lightness ratio: `_relight`), plus strand texture drawn
+  along the hair's flow (structure-tensor orientation of the photo, hair falling from the crown
+  where the photo shows none) in proportion to the lightness change.
+- tone (skin): `color`, the target median skin colour: the same Lab move, texture never amplified.
+- lipstick: `color`, `opacity`, `gloss` (highlight where the light falls on the lips).
+- brows: `color`, `thickness` (x the detected brow height), `density`, `arch`, `replace` (how much
+  the drawn brow replaces the photo's; default 1); the photo's brow is inpainted away and hairs grow
+  from roots in the brow outline along the brow's growth pattern.
+- beard: `reach` (0 = around the mouth .. 1 = ear to ear), `chin` (0 = upper lip .. 1 = over the
+  chin), `length` (face heights; 0 = no beard), `density`, `color` (None: the person's brow colour).
+  Hairs grow from fixed roots along a growth field, so a longer beard reaches further down.
+- glasses, hat, earrings, headphones: 3D accessories (perse/synth/edit/accessories.py documents their
+  fields), drawn by the lift animator with the lifted head; the edit is their frontal render and
+  carries them (`EditResult.accessory`) so clips show them in 3D at every pose.
+Hair, brows and beard are lit by the portrait's own light on the skin beneath them.
 
-Mixed parameters (interpolation ground truth, `edit_between`): numeric fields (colours, sizes,
-shape exponents, opacities) are mixed linearly; when the two values differ in a discrete field
-(hat style, earring style, beard coverage) the target is the cross-fade of the two edits, each drawn
-at the mixed numeric parameters. Noise textures are seeded per category, so they do not flicker
-along t.
+In-betweens (`edit`, `edit_between`; interpolation ground truth): the look is drawn at mixed
+parameters, never a cross-fade of two images: numeric fields (colours, lengths, sizes, shape
+exponents) mix linearly. From the unedited source (None) a kind with an entry in OWN_LOOK starts at
+the source's own look in its terms (the hair's own colour, a beard of length 0), so a beard grows and
+hair changes colour through plausible colours; `edit(value, t)` is that path, and t = 0 returns the
+input exactly. Kinds without an entry fade in with t; when two values differ in a discrete field
+the target is the cross-fade of the two edits, each drawn at the mixed numeric parameters. Noise (strand roots, textures) is seeded per category and drawn the same way at
+every parameter, so it does not flicker along t and a denser beard only adds hairs.
 """
 from __future__ import annotations
 
 import math
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,10 +43,14 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from perse.dataset import EXPRESSION_NAMES
 from perse.errors import PerseError
 from perse.synth import face as F
+from perse.synth.animate.lift import LiftAnimator
+from perse.synth.animate.motion import MotionScript
 from perse.synth.catalog import Category, Value
-from perse.synth.edit import EditResult, check_strength, input_image, region_of
+from perse.synth.edit import EditResult, accessories, check_strength, input_image, region_of
+from perse.synth.lighting import estimate_lighting
 
 
 @dataclass
@@ -88,28 +103,103 @@ def _median_inside(values: np.ndarray, mask: np.ndarray, fallback: Any) -> Any:
     return np.median(values[inside], axis=0)
 
 
-def _relative_shading(image: np.ndarray, mask: np.ndarray, limit: float = 1.5, gain: float = 1.0) -> np.ndarray:
-    """Luminance relative to its median inside `mask`, log-clipped: the texture a recolour keeps."""
-    y = _luminance(image)
-    reference = max(float(_median_inside(y, mask, float(y.mean()))), 0.02)
-    return np.exp(np.clip(np.log(y / reference + 1e-4), -limit, limit) * gain).astype(np.float32)
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (any shape ending in 3) -> CIE Lab (L in [0, 100])."""
+    rgb = np.asarray(rgb, np.float32)
+    return cv2.cvtColor(np.ascontiguousarray(rgb.reshape(-1, 1, 3)), cv2.COLOR_RGB2LAB).reshape(rgb.shape)
 
 
-def _line_kernel(length: float, angle: float) -> np.ndarray:
-    size = max(3, int(math.ceil(length)) | 1)
-    kernel = np.zeros((size, size), np.float32)
-    c = size // 2
-    dx, dy = 0.5 * length * math.cos(angle), 0.5 * length * math.sin(angle)
-    cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1,
-             cv2.LINE_AA)
-    return kernel / max(kernel.sum(), 1e-6)
+def _rgb(lab: np.ndarray) -> np.ndarray:
+    lab = np.asarray(lab, np.float32)
+    out = cv2.cvtColor(np.ascontiguousarray(lab.reshape(-1, 1, 3)), cv2.COLOR_LAB2RGB).reshape(lab.shape)
+    return np.clip(out, 0.0, 1.0)
 
 
-def _strands(rng: np.random.Generator, size: int, density: float, length: float, angle: float) -> np.ndarray:
-    """Hair-like texture in [0, 1]: sparse seeds smeared along `angle` into strokes `length` px long."""
-    seeds = (rng.random((size, size)) < np.clip(density, 0.0, 1.0) * 0.35).astype(np.float32)
-    strokes = cv2.filter2D(seeds, -1, _line_kernel(max(length, 1.0), angle))
-    return np.clip(strokes / max(float(np.percentile(strokes, 99)), 1e-6), 0.0, 1.0)
+def _relight(lab: np.ndarray, shading: np.ndarray, own: np.ndarray, target: np.ndarray,
+             texture_limit: float) -> np.ndarray:
+    """Move a region from its own median colour `own` to `target` (both Lab), keeping the photo's light.
+
+    Lightness deviations from the median carry the lighting (`shading`: the low-pass lightness) and the
+    texture (the rest). A lighter material shows the same light with more lightness contrast, so both
+    scale with sqrt(target / own lightness); texture at most by `texture_limit`, since amplifying it
+    amplifies the camera's noise too (skin turns grainy). The hue shift fades into deep shadow (of the
+    lighting, not of the texture), where every material looks alike. target == own returns `lab` (up
+    to rounding): the source look.
+    """
+    scale = float(np.clip(math.sqrt(max(float(target[0]), 1.0) / max(float(own[0]), 1.0)), 0.4, 3.0))
+    out = np.empty_like(lab)
+    lit = target[0] + (shading - own[0]) * scale
+    out[..., 0] = lit + (lab[..., 0] - shading) * min(scale, texture_limit)
+    reach = np.clip(lit / max(float(target[0]), 1.0), 0.25, 1.0)[..., None]
+    out[..., 1:] = lab[..., 1:] + (target[1:] - own[1:]) * reach
+    return out
+
+
+def _orientation(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Local strand direction (radians, modulo pi) and its coherence in [0, 1], from the structure tensor
+    of `gray` averaged over `scale` pixels: strands run across the dominant luminance gradient."""
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jxy, jyy = (cv2.GaussianBlur(g, (0, 0), scale) for g in (gx * gx, gx * gy, gy * gy))
+    angle = 0.5 * np.arctan2(2 * jxy, jxx - jyy) + np.pi / 2
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-8)
+    return angle.astype(np.float32), np.clip(coherence, 0, 1).astype(np.float32)
+
+
+def _blend_orientations(angle_a: np.ndarray, angle_b: np.ndarray, weight_b: np.ndarray) -> np.ndarray:
+    """Mix two direction fields modulo pi (doubled angles, so opposite arrows agree)."""
+    c = (1 - weight_b) * np.cos(2 * angle_a) + weight_b * np.cos(2 * angle_b)
+    s = (1 - weight_b) * np.sin(2 * angle_a) + weight_b * np.sin(2 * angle_b)
+    return (0.5 * np.arctan2(s, c)).astype(np.float32)
+
+
+def _along(texture: np.ndarray, angle: np.ndarray, length: float, start: float = -0.5) -> np.ndarray:
+    """Mean of `texture` over a straight segment `length` px long through each pixel along `angle`, from
+    `start` to start + 1 segment lengths (line integral convolution, one straight piece per pixel).
+    Noise becomes streaks that follow the field; with start = -1, a pixel gathers what lies *behind* it,
+    so sparse roots become strands growing in the field's direction."""
+    size = texture.shape[0]
+    coords = np.arange(size, dtype=np.float32)
+    xx, yy = np.meshgrid(coords, coords)
+    dx, dy = np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+    samples = int(np.clip(math.ceil(length / 1.0), 2, 24))
+    total = np.zeros_like(texture, dtype=np.float32)
+    for offset in (start + (np.arange(samples) + 0.5) / samples) * length:
+        total += cv2.remap(texture, xx + offset * dx, yy + offset * dy, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT)
+    return total / samples
+
+
+def _strand_roots(rng: np.random.Generator, size: int, probability: np.ndarray) -> np.ndarray:
+    """Where hairs sprout: a fixed uniform draw under a per-pixel probability, so raising the density
+    only adds roots (the same hairs stay as a look grows denser), with a random tone per root."""
+    draw = rng.random((size, size), dtype=np.float32)
+    tone = rng.random((size, size), dtype=np.float32)
+    return (draw < probability).astype(np.float32) * (0.6 + 0.8 * tone)
+
+
+def _grow_strands(roots: np.ndarray, angle: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hairs of `length` px growing from `roots` along `angle`: (coverage in [0, 1], tone in [0.6, 1.4]).
+    Coverage vanishes with the length, so a length of 0 is bare skin."""
+    if length <= 0:
+        zero = np.zeros_like(roots)
+        return zero, zero + 1.0
+    present = (roots > 0).astype(np.float32)
+    # Roots are single pixels; a hair is about one pixel wide at 512 px.
+    hits = _along(present, angle, max(length, 1.0), start=-1.0) * length
+    tone = _along(roots, angle, max(length, 1.0), start=-1.0) * length
+    return (1 - np.exp(-1.6 * hits)).astype(np.float32), np.where(hits > 1e-4, tone / np.maximum(hits, 1e-4), 1.0)
+
+
+def _skin_light(ctx: _Context, blur: float) -> np.ndarray:
+    """The portrait's light on the skin at each pixel, relative to the face's median skin (linear
+    luminance, low-passed so that pores and stubble do not count): what hair lying there receives."""
+    from perse.synth.lighting import srgb_to_linear
+
+    y = (srgb_to_linear(ctx.image) @ np.array([0.2126, 0.7152, 0.0722])).astype(np.float32)
+    low = cv2.GaussianBlur(y, (0, 0), blur)
+    reference = max(float(_median_inside(low, ctx.mask("face_skin"), float(low.mean()))), 1e-3)
+    return np.clip(low / reference, 0.25, 1.6)
 
 
 def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -138,48 +228,95 @@ def _skin_likeness(ctx: _Context) -> np.ndarray:
 
 # --- kinds -------------------------------------------------------------------------------------------
 
-def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
+def _hair_mask(ctx: _Context) -> np.ndarray:
     hair = ctx.mask("hair") * (1 - ctx.mask("ears", "face_skin"))
-    # Bangs: region masks drawn from landmarks count the upper forehead as skin even where hair falls
-    # over it; there, a pixel whose colour is nearer the hair's than the skin's is hair.
     _, yy = ctx.grid()
     unit = ctx.face.face_height
     # Colour statistics of sure skin: the cheeks, below the eyes, where no hair falls.
     cheeks = (ctx.mask("face_skin") > 0.5) & (yy > ctx.face.eye_center("right")[1] + 0.05 * unit)
-    bangs = np.zeros_like(hair)
-    if cheeks.sum() > 8:
-        lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
-        # Averaged over a small neighbourhood, so a strand's highlight counts with its strand.
-        lab = cv2.GaussianBlur(lab, (0, 0), max(0.7, 0.02 * unit))
-        skin = np.median(lab[cheeks], axis=0)
-        spread = lab[cheeks].std(axis=0) + 1.0
-        # Hair over the forehead is darker than the cheeks or of another hue, by several skin spreads.
-        darker = (skin[0] - lab[..., 0]) / spread[0]
-        hue = np.linalg.norm((lab[..., 1:] - skin[1:]) / spread[1:], axis=-1)
-        forehead = ctx.mask("face_skin") * _smoothstep(ctx.face.brow_top - 0.02 * unit, ctx.face.brow_top - 0.08 * unit, yy)
-        bangs = forehead * _smoothstep(2.0, 3.5, np.maximum(darker, hue))
-    mask = np.maximum(hair * (1 - _skin_likeness(ctx)), bangs)
-    shading = _relative_shading(ctx.image, mask, gain=0.85)
-    color = np.asarray(spec["color"], np.float32) * shading[..., None]
-    color = color + float(spec["shine"]) * 0.35 * np.clip(shading - 1.2, 0.0, 1.0)[..., None]
-    return Layer(np.clip(color, 0, 1), mask)
+    mask = hair * (1 - _skin_likeness(ctx))
+    if cheeks.sum() <= 8 or (hair > 0.5).sum() <= 8:
+        return mask
+    # Bangs: region masks drawn from landmarks count the upper forehead as skin even where hair falls
+    # over it, so the forehead is a candidate too, held to a stricter test below.
+    forehead = ctx.mask("face_skin") * _smoothstep(ctx.face.brow_top - 0.02 * unit, ctx.face.brow_top - 0.08 * unit, yy)
+    zone = np.maximum(ctx.mask("hair") * (1 - ctx.mask("ears")), forehead)
+    lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
+    # Averaged over a small neighbourhood, so a strand's highlight counts with its strand.
+    lab = cv2.GaussianBlur(lab, (0, 0), max(0.7, 0.02 * unit))
+    skin, skin_spread = np.median(lab[cheeks], axis=0), lab[cheeks].std(axis=0) + 1.0
+    own, own_spread = np.median(lab[hair > 0.5], axis=0), lab[hair > 0.5].std(axis=0) + 1.0
+    # Which of the two a pixel's colour is nearer, in units of each one's spread. A specular highlight
+    # moves skin towards white, so skin's colours are the segment from its median to white.
+    white = np.array([100.0, 0.0, 0.0], np.float32)
+    toward = np.clip(((lab - skin) @ (white - skin)) / float((white - skin) @ (white - skin)), 0.0, 1.0)
+    to_skin = np.linalg.norm((lab - skin - toward[..., None] * (white - skin)) / skin_spread, axis=-1)
+    to_hair = np.linalg.norm((lab - own) / own_spread, axis=-1)
+    # Hair is what is nearer the hair's colour (on the forehead, clearly nearer): a lit temple that the
+    # hair mask let in, recoloured, would blow out.
+    return zone * (1 - _skin_likeness(ctx)) * _smoothstep(forehead - 0.5, forehead + 0.5, to_skin - to_hair)
+
+
+def _hair_flow(ctx: _Context, lightness: np.ndarray) -> np.ndarray:
+    """Direction of the strands: the photo's own (structure tensor), and where the photo shows no clear
+    direction (smooth or dark hair), hair falling away from the crown."""
+    face, unit = ctx.face, ctx.face.face_height
+    angle, coherence = _orientation(lightness / 100.0, max(1.0, 0.02 * unit))
+    xx, yy = ctx.grid()
+    crown = np.array([face.center_x, face.xy[F.FOREHEAD_TOP, 1] - 0.2 * unit])
+    falling = np.arctan2(yy - crown[1], xx - crown[0])
+    return _blend_orientations(angle, falling, np.clip(1.0 - 2.5 * coherence, 0.0, 1.0))
+
+
+def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
+    mask = _hair_mask(ctx)
+    unit = ctx.face.face_height
+    lab = _lab(ctx.image)
+    shading = cv2.GaussianBlur(lab[..., 0], (0, 0), max(1.0, 0.02 * unit))
+    own = _median_inside(lab, mask, lab.reshape(-1, 3).mean(0))
+    target = _lab(spec["color"])
+    out = _relight(lab, shading, own, target, texture_limit=3.0)
+    # Strands along the hair's flow: dark hair shows its strands faintly, so a much lighter (or darker)
+    # colour gets strand texture the photo cannot supply, in proportion to the lightness change.
+    noise = cv2.GaussianBlur(ctx.rng.standard_normal(mask.shape).astype(np.float32), (0, 0), 0.8)
+    streaks = _along(noise, _hair_flow(ctx, lab[..., 0]), max(2.0, 0.08 * unit))
+    streaks = streaks - cv2.GaussianBlur(streaks, (0, 0), max(1.5, 0.012 * unit))
+    streaks = streaks / max(float(streaks[mask > 0.5].std()) if (mask > 0.5).any() else 1.0, 1e-6)
+    change = min(abs(float(target[0] - own[0])) / 40.0, 1.0)
+    out[..., 0] += change * 0.08 * target[0] * streaks
+    # Shine: a sheen where the portrait's light falls on the hair, broken up by the strands.
+    lit = _smoothstep(0.0, 1.0, (shading - own[0]) / (float(lab[..., 0][mask > 0.5].std()) + 1.0 if (mask > 0.5).any() else 1.0))
+    out[..., 0] += float(spec["shine"]) * 0.25 * (100 - target[0]) * lit * np.clip(0.75 + 0.35 * streaks, 0, 1.5)
+    return Layer(_rgb(out), mask)
 
 
 def _tone(ctx: _Context, spec: dict[str, Any]) -> Layer:
     hair = ctx.mask("hair")
     near_face = cv2.dilate(ctx.mask("face_skin"), np.ones((3, 3), np.uint8), iterations=max(1, int(0.12 * ctx.face.face_height)))
-    mask = np.maximum(ctx.mask("face_skin", "nose", "ears", "neck"), hair * near_face * _skin_likeness(ctx))
-    median = np.maximum(_median_inside(ctx.image, ctx.mask("face_skin"), ctx.image.reshape(-1, 3).mean(0)), 0.03)
-    gain = np.asarray(spec["color"], np.float32) / median.astype(np.float32)
-    return Layer(np.clip(ctx.image * gain, 0, 1), mask)
+    # Skin that the hair, brow and lip masks let in (a hairline, around the brows) changes with the
+    # rest; the hair, brows and lips themselves keep their colour.
+    # (Summed: the exclusive masks partition the person, so their soft borders add up to 1, no seam.)
+    likeness = _skin_likeness(ctx)
+    mask = np.clip(ctx.mask("face_skin", "ears", "neck") + (ctx.masks["brows"] + ctx.masks["lips"]) * likeness, 0, 1)
+    mask = np.maximum(mask, hair * near_face * likeness)
+    lab = _lab(ctx.image)
+    shading = cv2.GaussianBlur(lab[..., 0], (0, 0), max(1.0, 0.02 * ctx.face.face_height))
+    own = _median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))
+    # Texture is never amplified: pores stay pores and the camera's noise does not become grain.
+    return Layer(_rgb(_relight(lab, shading, own, _lab(spec["color"]), texture_limit=1.0)), mask)
 
 
 def _lipstick(ctx: _Context, spec: dict[str, Any]) -> Layer:
     mask = ctx.mask("lips")
-    shading = _relative_shading(ctx.image, mask, limit=1.0, gain=0.7)
-    color = np.asarray(spec["color"], np.float32) * shading[..., None]
-    color = color + float(spec["gloss"]) * 0.5 * _smoothstep(1.1, 1.5, shading)[..., None]
-    return Layer(np.clip(color, 0, 1), mask * float(spec["opacity"]))
+    lab = _lab(ctx.image)
+    shading = cv2.GaussianBlur(lab[..., 0], (0, 0), max(1.0, 0.01 * ctx.face.face_height))
+    own = _median_inside(lab, mask, lab.reshape(-1, 3).mean(0))
+    target = _lab(spec["color"])
+    out = _relight(lab, shading, own, target, texture_limit=1.5)
+    # Gloss: a highlight where the portrait's light falls on the lips.
+    spread = float(lab[..., 0][mask > 0.5].std()) + 1.0 if (mask > 0.5).any() else 1.0
+    out[..., 0] += float(spec["gloss"]) * 0.5 * (100 - target[0]) * _smoothstep(0.6, 2.0, (shading - own[0]) / spread)
+    return Layer(_rgb(out), mask * float(spec["opacity"]))
 
 
 def _brow_outline(ctx: _Context, upper: tuple[int, ...], lower: tuple[int, ...], spec: dict[str, Any]) -> np.ndarray:
@@ -194,37 +331,59 @@ def _brow_outline(ctx: _Context, upper: tuple[int, ...], lower: tuple[int, ...],
     taper = 0.65 + 0.35 * np.sin(np.pi * np.clip(u * 0.8 + 0.2, 0, 1))
     half = half * float(spec["thickness"]) * taper[:, None]
     center = center.copy()
-    center[:, 1] -= float(spec.get("arch", 0.0)) * height * np.sin(np.pi * u) ** 1.5
+    center[:, 1] -= float(spec["arch"]) * height * np.sin(np.pi * u) ** 1.5
     return np.concatenate([center + half, (center - half)[::-1]])
 
 
+def _brow_flow(ctx: _Context, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """How brow hairs grow: upwards at the inner end, fanning into the brow's direction, slightly down
+    at the tail."""
+    xx, yy = ctx.grid()
+    span = outer - inner
+    along = span / max(float(np.linalg.norm(span)), 1e-6)
+    up = np.array([along[1], -along[0]]) * (1.0 if along[0] > 0 else -1.0)  # the normal towards the forehead
+    u = np.clip(((xx - inner[0]) * span[0] + (yy - inner[1]) * span[1]) / max(float(span @ span), 1e-6), 0, 1)
+    w = _smoothstep(0.05, 0.4, u)[..., None]
+    direction = (1 - w) * (up + 0.35 * along) + w * (along + (0.2 - 0.35 * u[..., None]) * up)
+    return np.arctan2(direction[..., 1], direction[..., 0]).astype(np.float32)
+
+
 def _brows(ctx: _Context, spec: dict[str, Any]) -> Layer:
+    from perse.synth.lighting import linear_to_srgb, srgb_to_linear
+
     size, unit = ctx.size, ctx.face.face_height
     old = ctx.mask("brows")
-    grow = max(1, int(round(0.012 * unit)))
+    # The brow landmarks outline the brow's core; its stray hairs reach a little beyond.
+    grow = max(1, int(round(0.02 * unit)))
     old_grown = cv2.dilate((old > 0.2).astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
     bare = cv2.inpaint(np.round(ctx.image * 255).astype(np.uint8), old_grown, max(3, 2 * grow), cv2.INPAINT_TELEA)
     bare = cv2.GaussianBlur(bare.astype(np.float32) / 255.0, (0, 0), 0.6 * grow)
     bare = np.where(old_grown[..., None] > 0, bare, ctx.image)
-    brow = np.zeros((size, size), np.float32)
-    texture = np.zeros((size, size), np.float32)
+    outline = np.zeros((size, size), np.float32)
+    flow = np.zeros((size, size), np.float32)
+    xx, _ = ctx.grid()
     for upper, lower in ((F.RIGHT_BROW_UPPER, F.RIGHT_BROW_LOWER), (F.LEFT_BROW_UPPER, F.LEFT_BROW_LOWER)):
-        outline = _brow_outline(ctx, upper, lower, spec)
-        coverage = _fill_polygon(size, outline)
-        # Brow hairs grow from the inner end outwards, slightly rising.
+        coverage = _fill_polygon(size, _brow_outline(ctx, upper, lower, spec))
+        outline = np.maximum(outline, coverage)
         outer, inner = ctx.face.xy[upper[0]], ctx.face.xy[upper[-1]]
-        angle = math.atan2(outer[1] - inner[1] - 0.1 * abs(outer[0] - inner[0]), outer[0] - inner[0])
-        strands = _strands(ctx.rng, size, float(spec["density"]), 0.05 * unit, angle)
-        brow = np.maximum(brow, coverage)
-        texture = np.where(coverage > 0, strands, texture)
-    feather = max(0.5, 0.006 * unit)
-    alpha_brow = cv2.GaussianBlur(brow, (0, 0), feather) * (0.55 + 0.45 * texture) * float(spec["density"])
-    alpha_brow = np.clip(alpha_brow * 1.25, 0, 1)
-    shade = _relative_shading(bare, old_grown.astype(np.float32), limit=0.5, gain=0.6)[..., None]
-    hair = np.asarray(spec["color"], np.float32) * shade * (0.8 + 0.4 * texture[..., None])
-    color = bare * (1 - alpha_brow[..., None]) + hair * alpha_brow[..., None]
-    alpha = np.clip(np.maximum(cv2.GaussianBlur(old_grown.astype(np.float32), (0, 0), feather), alpha_brow), 0, 1)
-    return Layer(np.clip(color, 0, 1), alpha)
+        side = (xx - ctx.face.center_x) * (outer[0] - inner[0]) > 0
+        flow = np.where(side, _brow_flow(ctx, outer, inner), flow)
+    density = float(spec["density"])
+    # Hairs sprout inside the outline, thinning at its edge, and lie along the brow's growth pattern.
+    soft = cv2.GaussianBlur(outline, (0, 0), max(0.6, 0.008 * unit))
+    roots = _strand_roots(ctx.rng, size, 0.3 * density * _smoothstep(0.1, 0.7, soft))
+    hairs, tone = _grow_strands(roots, flow, 0.035 * unit)
+    # Between the hairs the skin is shadowed by more hairs than the eye resolves.
+    underneath = 0.35 * density * soft
+    alpha_brow = np.clip(1 - (1 - hairs) * (1 - underneath), 0, 1)
+    light = np.clip(cv2.GaussianBlur(_luminance(bare), (0, 0), max(1.0, 0.04 * unit)) /
+                    max(float(_median_inside(_luminance(bare), ctx.mask("face_skin"), 0.5)), 1e-3), 0.3, 1.5)
+    hair_rgb = linear_to_srgb(srgb_to_linear(spec["color"])[None, None] * (light * np.where(hairs > 0, tone, 0.8))[..., None])
+    color = bare * (1 - alpha_brow[..., None]) + hair_rgb.astype(np.float32) * alpha_brow[..., None]
+    alpha = np.maximum(cv2.GaussianBlur(old_grown.astype(np.float32), (0, 0), max(0.5, 0.006 * unit)), alpha_brow)
+    # The source look (replace = 0) is the photo's own brow; the redrawn one takes over within the
+    # first third of the way, while its parameters are still close to the photo's.
+    return Layer(np.clip(color, 0, 1), np.clip(alpha, 0, 1) * min(1.0, float(spec["replace"]) / 0.35))
 
 
 def _brow_color(ctx: _Context) -> np.ndarray:
@@ -237,262 +396,122 @@ def _brow_color(ctx: _Context) -> np.ndarray:
     return (pixels[luminance <= np.median(luminance)].mean(axis=0) * 0.85).astype(np.float32)
 
 
+def _beard_flow(ctx: _Context) -> np.ndarray:
+    """Facial hair grows down, fanning outwards from the chin's midline; on the upper lip it runs down
+    and out from the philtrum."""
+    xx, yy = ctx.grid()
+    face = ctx.face
+    mouth_x = float(face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean())
+    corner_y = float(face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 1].mean())
+    side = np.clip((xx - mouth_x) / (0.5 * face.face_width), -1, 1)
+    upper_lip = _smoothstep(corner_y + 0.02 * face.face_height, corner_y - 0.03 * face.face_height, yy)
+    tilt = side * (0.35 + 0.9 * upper_lip * _smoothstep(0.7, 0.2, np.abs(side)))
+    return (np.pi / 2 - tilt).astype(np.float32)
+
+
 def _beard(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    size, unit = ctx.size, ctx.face.face_height
-    # Facial hair grows on the face: the beard mask may reach onto the neck or a collar.
-    oval = _fill_polygon(size, ctx.face.polygon(F.FACE_OVAL))
-    area = ctx.mask("beard") * cv2.dilate(oval, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * unit)))
-    area = area * (1 - ctx.mask("lips", "mouth_interior"))
+    from perse.synth.lighting import linear_to_srgb, srgb_to_linear
+
+    size, face, unit = ctx.size, ctx.face, ctx.face.face_height
     xx, yy = ctx.grid()
-    mouth_x = float(ctx.face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean())
-    half_width = 0.62 * abs(ctx.face.xy[F.MOUTH_LEFT, 0] - ctx.face.xy[F.MOUTH_RIGHT, 0])
-    if spec["coverage"] in ("goatee", "moustache"):
-        area = area * (1 - _smoothstep(half_width * 0.85, half_width * 1.15, np.abs(xx - mouth_x)))
-    if spec["coverage"] == "moustache":
-        # Only above the mouth corners: the philtrum and the upper lip's edge (the lips stay bare).
-        corners_y = float(ctx.face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 1].mean())
-        area = area * _smoothstep(corners_y + 0.01 * unit, corners_y - 0.01 * unit, yy)
-    drop = int(round(float(spec["drop"]) * unit))
-    if drop > 0:
-        # Hang the beard below the jaw: grow the area straight down, tapering towards the bottom.
-        kernel = np.zeros((2 * drop + 1, 1), np.uint8)
-        kernel[: drop + 1] = 1
-        hanging = cv2.dilate((area > 0.5).astype(np.uint8), kernel).astype(np.float32)
-        chin_y = float(ctx.face.xy[F.CHIN, 1])
-        taper = 1 - _smoothstep(0, 1, (yy - chin_y) / max(drop, 1)) * _smoothstep(0.3 * unit, 0.05 * unit,
-                                                                                  0.5 * unit - np.abs(xx - mouth_x))
-        area = np.maximum(area, hanging * np.clip(taper, 0, 1))
-    # Above the mouth corners only the moustache is dense; the cheeks thin out towards the cheekbones.
-    nose_y = float(ctx.face.xy[F.SUBNASALE, 1])
-    corner_y = float(ctx.face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 1].mean())
-    mouth_half = 0.5 * abs(ctx.face.xy[F.MOUTH_LEFT, 0] - ctx.face.xy[F.MOUTH_RIGHT, 0])
-    moustache = _smoothstep(mouth_half * 1.25, mouth_half * 0.9, np.abs(xx - mouth_x))
-    cheek = _smoothstep(nose_y + 0.02 * unit, corner_y + 0.02 * unit, yy)
-    area = area * np.maximum(moustache, cheek)
-    # A ragged, soft outline instead of the mask's clean edge.
-    ragged = _value_noise(ctx.rng, size, max(4, size // 8))
-    soft = cv2.GaussianBlur(area, (0, 0), max(0.7, 0.012 * unit))
-    area = _smoothstep(0.25, 0.75, soft + (ragged - 0.5) * 0.35)
-    area = area * (1 - ctx.mask("lips", "mouth_interior"))
-    length_px = float(spec["length"]) * unit
-    # Hair falls down and outwards from the face's midline: each pixel takes the strand texture of the
-    # nearest of a few directions (blending directions would cross-hatch).
-    slant = np.clip((xx - mouth_x) / (0.5 * ctx.face.face_width), -1, 1) * 0.6
-    directions = np.linspace(-0.6, 0.6, 5)
-    nearest = np.argmin(np.abs(slant[..., None] - directions), axis=-1)
-    strands = np.zeros_like(xx)
-    for index, offset in enumerate(directions):
-        texture = _strands(ctx.rng, size, float(spec["density"]) * 0.6, length_px, np.pi / 2 - offset)
-        strands = np.where(nearest == index, texture, strands)
-    fine = _strands(ctx.rng, size, 1.0, max(1.0, 0.4 * length_px), np.pi / 2)
-    clumps = _value_noise(ctx.rng, size, max(6, size // 5))
-    # Longer hair hides the skin: stubble is speckle, a full beard is a dense textured mass whose
-    # outline thins out (hair is sparse at the beard's edge).
-    fill = float(np.clip(float(spec["length"]) / 0.05, 0, 1))
-    edge = _smoothstep(0.0, 1.0, area) ** 0.5
-    coverage = fill * edge * (0.75 + 0.25 * np.maximum(strands, fine)) + (1 - fill * edge) * strands
-    alpha = area * float(spec["opacity"]) * coverage
-    base = np.asarray(spec["color"], np.float32) if spec.get("color") is not None else _brow_color(ctx)
-    shading = _relative_shading(ctx.image, ctx.mask("beard"), limit=0.6, gain=0.5)[..., None]
-    highlight = 0.35 * (strands * fine)[..., None]
-    color = base * shading * (0.45 + 0.9 * strands[..., None]) * (0.75 + 0.5 * clumps[..., None]) + highlight * base.max()
-    outside = np.clip(area - ctx.matte, 0, 1)
-    return Layer(np.clip(color, 0, 1), np.clip(alpha, 0, 1), outside * float(spec["opacity"]))
+    mouth_x = float(face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean())
+    corner_y = float(face.xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 1].mean())
+    mouth_half = 0.5 * abs(face.xy[F.MOUTH_LEFT, 0] - face.xy[F.MOUTH_RIGHT, 0])
+    feather = 0.03 * unit
+    # Where hair may grow: the ingest's beard zone (lower face below the cheek line, a band under the
+    # jaw), narrowed sideways by `reach` and downwards by `chin`.
+    zone = ctx.mask("beard") * (1 - ctx.mask("lips", "mouth_interior"))
+    half_width = 1.3 * mouth_half + float(spec["reach"]) * (0.75 * face.face_width - 1.3 * mouth_half)
+    zone = zone * _smoothstep(half_width + feather, half_width - feather, np.abs(xx - mouth_x))
+    bottom = corner_y + 0.03 * unit + float(spec["chin"]) * (float(face.xy[F.CHIN, 1]) + 0.2 * unit - corner_y)
+    zone = zone * _smoothstep(bottom + feather, bottom - feather, yy)
+    # A ragged edge, thinning out over a band: hair is sparse where a beard ends.
+    ragged = _value_noise(ctx.rng, size, max(4, size // 10))
+    inside = cv2.distanceTransform((zone > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    area = _smoothstep(0.0, 0.07 * unit, inside * (0.6 + 0.8 * ragged)) * zone
+    length = max(float(spec["length"]), 0.0) * unit
+    density = float(np.clip(spec["density"], 0.0, 1.0))
+    # Hairs sprout in the area and grow along the growth field: a longer beard reaches further, down
+    # over the jaw, and covers the skin more; its shape follows from the length (no opacity fade).
+    # Short hairs are thin and partly under the skin: stubble is a fine, faint speckle.
+    roots = _strand_roots(ctx.rng, size, 0.35 * density * area)
+    flow = _beard_flow(ctx)
+    hairs, tone = _grow_strands(roots, flow, length)
+    hairs = hairs * _smoothstep(0.0, 0.03 * unit, length) ** 0.5
+    # A second, denser layer of short hairs under the visible ones: a beard's body.
+    under, _ = _grow_strands(_strand_roots(ctx.rng, size, 0.5 * density * area), flow, 0.5 * length)
+    body = cv2.GaussianBlur(under, (0, 0), max(0.6, 0.006 * unit)) * min(1.0, length / (0.03 * unit))
+    # Stubble shows as a shadow under the skin before hairs are long enough to see one by one.
+    shadow = 0.3 * density * area * min(1.0, length / (0.006 * unit))
+    coverage = np.clip(1 - (1 - hairs) * (1 - body), 0, 1)
+    base = np.asarray(spec["color"], np.float32)
+    # The portrait's light on the skin beneath; the beard's volume rounds off towards its edges and
+    # the inner layers, shadowed by the tips, are darker.
+    light = _skin_light(ctx, max(1.0, 0.05 * unit)) * (0.6 + 0.4 * _smoothstep(0.0, 0.12 * unit, inside))
+    depth = 1.0 - 0.35 * body
+    strands = np.where(hairs > 0, tone, 0.75)
+    # Even dark hair catches a little light along each strand.
+    hair_lin = srgb_to_linear(base)[None, None] * (light * strands * depth)[..., None] + \
+        (0.015 * light * np.clip(strands - 0.8, 0, None))[..., None]
+    hair_rgb = linear_to_srgb(hair_lin)
+    shaded_skin = linear_to_srgb(srgb_to_linear(ctx.image) * (1 - shadow[..., None])
+                                 + srgb_to_linear(base)[None, None] * light[..., None] * shadow[..., None] * 0.5)
+    color = shaded_skin * (1 - coverage[..., None]) + hair_rgb * coverage[..., None]
+    # Opaque wherever the stubble shadow reaches (its colour there is the shaded skin, which fades
+    # smoothly into the photo), hair coverage beyond it.
+    alpha = np.maximum(coverage, (shadow > 0).astype(np.float32))
+    outside = np.clip(coverage - ctx.matte, 0, 1)
+    return Layer(np.clip(color, 0, 1).astype(np.float32), np.clip(alpha, 0, 1).astype(np.float32), outside)
 
 
-def _lens_radius(phi: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """Lens outline in polar form (unit = lens half-width); phi = 0 points away from the nose, + down."""
-    n, aspect = float(spec["round"]), float(spec["aspect"])
-    c, s = np.abs(np.cos(phi)), np.abs(np.sin(phi))
-    radius = (c ** n + (s / aspect) ** n) ** (-1.0 / n)
-    outer = np.clip(np.cos(phi), 0, 1)
-    radius = radius * (1 + float(spec["droop"]) * np.clip(np.sin(phi), 0, 1) * (0.5 + 0.5 * outer))
-    radius = radius * (1 + float(spec["lift"]) * np.clip(-np.sin(phi), 0, 1) * outer ** 2)
-    return radius
+# The source look of each kind in its own terms, given the look it is heading to: in-betweens from the
+# source morph these parameters (hair colour from the person's own, beard length from 0) instead of
+# fading a finished edit in. Kinds without an entry fade in with their strength.
+def _own_hair(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
+    lab = _lab(ctx.image)
+    return {**spec, "color": tuple(_rgb(_median_inside(lab, _hair_mask(ctx), lab.reshape(-1, 3).mean(0))).tolist()),
+            "shine": 0.0}
 
 
-def _segment_distance(xx: np.ndarray, yy: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ab = b - a
-    t = np.clip(((xx - a[0]) * ab[0] + (yy - a[1]) * ab[1]) / max(float(ab @ ab), 1e-6), 0, 1)
-    return np.hypot(xx - a[0] - t * ab[0], yy - a[1] - t * ab[1])
+def _own_skin(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
+    lab = _lab(ctx.image)
+    return {**spec, "color": tuple(_rgb(_median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))).tolist())}
 
 
-def _glasses(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    xx, yy = ctx.grid()
-    unit, eyes = ctx.face.face_height, ctx.face.eye_distance
-    half_width = 0.5 * float(spec["size"]) * eyes
-    rim = max(0.8, float(spec["frame"]) * unit)
-    tint, tint_opacity = np.asarray(spec["tint"], np.float32), float(spec["tint_opacity"])
-    frame_color = np.asarray(spec["frame_color"], np.float32)
-    lens_in = np.zeros_like(xx)
-    frame = np.zeros_like(xx)
-    glare = np.zeros_like(xx)
-    inner_points = []
-    for side, sign in (("right", -1.0), ("left", 1.0)):
-        center = ctx.face.eye_center(side) + np.array([sign * 0.04 * eyes, 0.02 * eyes])
-        u, v = (xx - center[0]) * sign, yy - center[1]  # u grows away from the nose
-        rho = np.hypot(u, v) / half_width
-        phi = np.arctan2(v, u)
-        edge = _lens_radius(phi, spec)
-        signed = (rho - edge) * half_width  # ~ pixels outside the outline
-        lens_in = np.maximum(lens_in, _smoothstep(0.5, -0.5, signed))
-        frame = np.maximum(frame, _smoothstep(rim / 2 + 0.5, rim / 2 - 0.5, np.abs(signed + rim / 2)))
-        # A soft diagonal reflection: tells a clear lens apart from no lens at all.
-        band = np.exp(-(((u * sign + v) / half_width - 0.35) / 0.18) ** 2) * (rho < edge)
-        glare = np.maximum(glare, band.astype(np.float32))
-        top = center + np.array([-sign * half_width * _lens_radius(np.array(np.pi), spec) * 0.92, -0.25 * half_width])
-        inner_points.append(top)
-        # Temple arm from the outer rim towards the side of the head.
-        hinge = center + np.array([sign * half_width * float(_lens_radius(np.array(-0.35), spec)), -0.3 * half_width])
-        edge_index = F.RIGHT_FACE_EDGE if side == "right" else F.LEFT_FACE_EDGE
-        ear = np.array([ctx.face.xy[edge_index, 0], hinge[1] - 0.02 * unit])
-        frame = np.maximum(frame, _smoothstep(rim * 0.45 + 0.5, rim * 0.45 - 0.5, _segment_distance(xx, yy, hinge, ear)))
-    bridge = _segment_distance(xx, yy, inner_points[0], inner_points[1])
-    frame = np.maximum(frame, _smoothstep(rim * 0.5 + 0.5, rim * 0.5 - 0.5, bridge))
-    lens_color = ctx.image * (1 - tint_opacity) + tint * tint_opacity + 0.10 * glare[..., None]
-    frame_shade = frame_color * (0.8 + 0.35 * _smoothstep(0, 1, (yy.min() - yy) / unit + 1)[..., None])
-    color = lens_color * (1 - frame[..., None]) + frame_shade * frame[..., None]
-    alpha = np.clip(np.maximum(lens_in, frame), 0, 1)
-    return Layer(np.clip(color, 0, 1), alpha, np.clip(frame - ctx.matte, 0, 1))
+def _own_lips(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
+    lab = _lab(ctx.image)
+    return {**spec, "color": tuple(_rgb(_median_inside(lab, ctx.mask("lips"), lab.reshape(-1, 3).mean(0))).tolist()),
+            "gloss": 0.0}
 
 
-def _hat(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    xx, yy = ctx.grid()
-    unit, face = ctx.face.face_height, ctx.face
-    cx = face.center_x
-    hairline = float(face.xy[F.FOREHEAD_TOP, 1])
-    rim_y = hairline + float(spec["low"]) * (face.brow_top - hairline)
-    head_half = 0.5 * face.face_width * 1.12
-    # Wide hair widens the hat, within reason.
-    row = ctx.matte[int(np.clip(rim_y, 0, ctx.size - 1))] > 0.5
-    if row.any():
-        cols = np.flatnonzero(row)
-        head_half = float(np.clip(max(cx - cols.min(), cols.max() - cx), head_half, 1.5 * head_half))
-    column = ctx.matte[:, int(np.clip(cx, 0, ctx.size - 1))] > 0.5
-    top = float(np.flatnonzero(column)[0]) if column.any() else rim_y - 0.45 * unit
-    height = max(float(spec["height"]) * unit, rim_y - top + 0.04 * unit)
-    style = spec["style"]
-    color = np.asarray(spec["color"], np.float32)
-    width = head_half * (0.97 if style == "fedora" else 1.04)
-    nx = (xx - cx) / width
-    ny = (yy - rim_y) / height
-    exponent = 3.0 if style == "fedora" else 2.0
-    sag = 0.12 * unit * nx ** 2  # the rim follows the skull, lower at the temples
-    crown = _smoothstep(1.0 + 2 / width, 1.0 - 2 / width, np.abs(nx) ** exponent + np.clip(-ny, 0, None) ** exponent)
-    crown = crown * _smoothstep(rim_y + sag + 1, rim_y + sag - 1, yy)
-    nz = np.sqrt(np.clip(1 - nx ** 2 - np.clip(-ny, 0, None) ** 2, 0, 1))
-    light = np.array([-0.35, -0.55, 0.76], np.float32)
-    shade = 0.45 + 0.65 * np.clip(nx * light[0] + np.clip(ny, None, 0) * light[1] + nz * light[2], 0, 1)
-    pattern = np.ones_like(xx)
-    if style == "knit":
-        ribs = 0.5 + 0.5 * np.cos(np.arcsin(np.clip(nx, -1, 1)) * 28)
-        cuff = _smoothstep(rim_y + sag - 0.24 * height, rim_y + sag - 0.20 * height, yy)
-        cross = 0.5 + 0.5 * np.cos(yy / max(unit * 0.018, 0.6) * np.pi)
-        pattern = (1 - cuff) * (0.72 + 0.28 * ribs) * (0.9 + 0.1 * cross) + cuff * (0.8 + 0.2 * ribs) * 1.05
-        pattern = pattern * (1 - 0.35 * cuff * _smoothstep(0.02 * height, 0, np.abs(yy - (rim_y + sag - 0.22 * height))))
-    elif style == "fedora":
-        band = _smoothstep(rim_y + sag - 0.22 * height, rim_y + sag - 0.19 * height, yy)
-        pattern = 1 - 0.55 * band
-        pattern = pattern * (1 - 0.25 * np.exp(-(nx / 0.08) ** 2) * _smoothstep(-0.55, -0.95, ny))  # crease
-    else:  # cap: panel seams and a button
-        seams = np.exp(-((np.arcsin(np.clip(nx, -1, 1)) % 0.7 - 0.35) / 0.03) ** 2)
-        pattern = 1 - 0.25 * seams * (ny < 0)
-        button = np.hypot(xx - cx, yy - (rim_y - height)) < 0.035 * unit
-        pattern = np.where(button, 0.7, pattern)
-    grain = 0.93 + 0.14 * _value_noise(ctx.rng, ctx.size, max(8, ctx.size // 4))
-    hat_color = color * (shade * pattern * grain)[..., None]
-    alpha = crown
-    brim_half = float(spec["brim"]) * 2 * head_half
-    if style == "fedora" and brim_half > 0:
-        brim = _smoothstep(1.02, 0.98, ((xx - cx) / (width + brim_half)) ** 2 + ((yy - rim_y - sag * 0.3) / (0.09 * unit)) ** 2)
-        under = 0.55 + 0.3 * _smoothstep(rim_y + 0.09 * unit, rim_y - 0.09 * unit, yy)
-        brim_color = color * 0.9 * under[..., None] * grain[..., None]
-        front = brim * (1 - crown * (yy < rim_y))
-        hat_color = hat_color * (1 - front[..., None]) + brim_color * front[..., None]
-        alpha = np.maximum(alpha, brim)
-    elif style == "cap":
-        visor = _smoothstep(1.02, 0.98, ((xx - cx) / (0.8 * width)) ** 2 + ((yy - rim_y) / (0.1 * unit + brim_half)) ** 2)
-        visor = visor * _smoothstep(rim_y - 1, rim_y + 1, yy)
-        visor_color = color * (0.55 + 0.35 * _smoothstep(rim_y + 0.1 * unit, rim_y, yy))[..., None]
-        hat_color = hat_color * (1 - visor[..., None]) + visor_color * visor[..., None]
-        alpha = np.maximum(alpha, visor)
-    # The hat shades the forehead just under its edge.
-    shadow = cv2.GaussianBlur(np.roll(alpha, int(round(0.03 * unit)), axis=0), (0, 0), max(1.0, 0.03 * unit))
-    shadow = shadow * (1 - alpha) * ctx.matte * 0.45
-    color_out = hat_color * alpha[..., None] + ctx.image * (1 - shadow[..., None]) * (1 - alpha[..., None])
-    total = np.clip(alpha + shadow * (1 - alpha), 0, 1)
-    # The layer's colour is what pixels become where it is opaque: un-premultiply against the total.
-    color_layer = np.where(total[..., None] > 1e-4,
-                           (color_out - ctx.image * (1 - total[..., None])) / np.maximum(total[..., None], 1e-4),
-                           ctx.image)
-    return Layer(np.clip(color_layer, 0, 1), total, np.clip(alpha - ctx.matte, 0, 1))
+def _own_brows(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
+    return {**spec, "color": tuple(_brow_color(ctx).tolist()), "thickness": 1.0, "density": 1.0, "arch": 0.0,
+            "replace": 0.0}
 
 
-def _lobes(ctx: _Context) -> list[np.ndarray]:
-    """Earlobe positions: the lowest point of each ear mask, else a landmark estimate beside the jaw."""
-    face, unit = ctx.face, ctx.face.face_height
-    lobes = []
-    ears = ctx.masks.get("ears")
-    for edge, jaw, sign in ((F.RIGHT_FACE_EDGE, 132, -1.0), (F.LEFT_FACE_EDGE, 361, 1.0)):
-        estimate = np.array([face.xy[jaw, 0] + sign * 0.03 * unit, 0.5 * (face.xy[edge, 1] + face.xy[jaw, 1]) + 0.06 * unit])
-        if ears is not None:
-            xx = np.arange(ctx.size)[None, :]
-            side = (ears > 0.5) & ((xx - face.center_x) * sign > 0.3 * face.face_width)
-            if side.sum() > max(6, (0.02 * unit) ** 2):
-                ys, xs = np.nonzero(side)
-                bottom = ys >= np.percentile(ys, 92)
-                candidate = np.array([xs[bottom].mean(), ys[bottom].mean()], dtype=np.float64)
-                if np.linalg.norm(candidate - estimate) < 0.25 * unit:
-                    estimate = candidate
-        lobes.append(estimate)
-    return lobes
+def _no_beard(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
+    return {**spec, "length": 0.0}
 
 
-def _earrings(ctx: _Context, spec: dict[str, Any]) -> Layer:
-    xx, yy = ctx.grid()
-    unit = ctx.face.face_height
-    size = float(spec["size"]) * unit
-    metal, gem = np.asarray(spec["color"], np.float32), np.asarray(spec["gem"], np.float32)
-    alpha = np.zeros_like(xx)
-    color = np.zeros(xx.shape + (3,), np.float32)
+OWN_LOOK: dict[str, Callable[[_Context, dict[str, Any]], dict[str, Any]]] = {
+    "recolor": _own_hair, "tone": _own_skin, "lipstick": _own_lips, "brows": _own_brows, "beard": _no_beard,
+    # An accessory grows out of nothing: its size parameters from 0 (accessories.grow).
+    **{kind: (lambda ctx, spec, kind=kind: accessories.grow(kind, spec, 0.0)) for kind in accessories.KINDS},
+}
+# Fields a catalog value may leave out, and what they mean then.
+DEFAULTS: dict[str, dict[str, Any]] = {"brows": {"arch": 0.0, "replace": 1.0}, "hat": {"cover": 1.0}}
 
-    def paint(coverage: np.ndarray, rgb: np.ndarray) -> None:
-        nonlocal alpha
-        color[:] = color * (1 - coverage[..., None]) + rgb * coverage[..., None]
-        alpha = np.maximum(alpha, coverage)
 
-    def sphere(center: np.ndarray, radius: float, base: np.ndarray) -> None:
-        dx, dy = (xx - center[0]) / radius, (yy - center[1]) / radius
-        r2 = dx ** 2 + dy ** 2
-        nz = np.sqrt(np.clip(1 - r2, 0, 1))
-        lambert = np.clip(-0.4 * dx - 0.5 * dy + 0.77 * nz, 0, 1)
-        highlight = np.exp(-((dx + 0.35) ** 2 + (dy + 0.4) ** 2) / 0.05)
-        rgb = base * (0.35 + 0.75 * lambert)[..., None] + 0.6 * highlight[..., None]
-        paint(_smoothstep(1 + 1 / radius, 1 - 1 / radius, np.sqrt(r2)), np.clip(rgb, 0, 1))
-
-    for lobe in _lobes(ctx):
-        if spec["style"] == "hoop":
-            radius, thick = size / 2, max(1.0, 0.12 * size)
-            center = lobe + np.array([0, radius * 0.95])
-            dist = np.hypot(xx - center[0], yy - center[1])
-            ring = _smoothstep(thick / 2 + 0.6, thick / 2 - 0.6, np.abs(dist - radius))
-            angle = np.arctan2(yy - center[1], xx - center[0])
-            rgb = metal * (0.55 + 0.6 * (0.5 + 0.5 * np.cos(angle + 2.3)))[..., None]
-            paint(ring, np.clip(rgb + 0.3 * np.exp(-((angle + 2.3) / 0.25) ** 2)[..., None], 0, 1))
-        elif spec["style"] == "stud":
-            sphere(lobe, max(1.2, size / 2), metal)
-        else:  # drop: a short chain and a gem
-            chain_end = lobe + np.array([0, 0.55 * size])
-            chain = _smoothstep(0.9, 0.3, _segment_distance(xx, yy, lobe, chain_end))
-            paint(chain * 0.9, metal * 0.9)
-            sphere(lobe, max(1.0, 0.12 * size), metal)
-            sphere(chain_end + np.array([0, 0.3 * size]), max(1.2, 0.3 * size), gem)
-    return Layer(np.clip(color, 0, 1), alpha, np.clip(alpha - ctx.matte, 0, 1))
+def _complete(ctx: _Context, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A value's spec with its defaults filled in; colour None (facial hair) = the person's own."""
+    spec = {**DEFAULTS.get(kind, {}), **spec}
+    if "color" in spec and spec["color"] is None:
+        spec["color"] = tuple(_brow_color(ctx).tolist())
+    return spec
 
 
 KINDS: dict[str, Callable[[_Context, dict[str, Any]], Layer]] = {
     "recolor": _recolor, "tone": _tone, "lipstick": _lipstick, "brows": _brows, "beard": _beard,
-    "glasses": _glasses, "hat": _hat, "earrings": _earrings,
 }
 
 
@@ -508,12 +527,18 @@ def mix_specs(a: dict[str, Any], b: dict[str, Any], t: float) -> tuple[dict[str,
     return mixed_a, mixed_b
 
 
+# Portraits whose lifted head the editor keeps (a run edits one; tests a few).
+LIFTED_CACHE = 4
+
+
 class ParametricEditor:
     name = "parametric"
     exact = True
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
+        self._heads: dict[int, tuple] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config) -> "ParametricEditor":
@@ -530,7 +555,8 @@ class ParametricEditor:
         if category.kind not in KINDS:
             raise PerseError(f"category '{category.name}' has kind '{category.kind}', which the parametric "
                              f"editor cannot draw; kinds: {', '.join(KINDS)}")
-        return KINDS[category.kind](self._context(portrait, category), spec)
+        ctx = self._context(portrait, category)
+        return KINDS[category.kind](ctx, _complete(ctx, category.kind, spec))
 
     def apply(self, portrait, layer: Layer, strength: float) -> EditResult:
         t = check_strength(strength)
@@ -542,23 +568,67 @@ class ParametricEditor:
             matte = np.maximum(matte, t * layer.silhouette)
         return EditResult(edited.astype(np.float32), region_of(layer.alpha), matte.astype(np.float32))
 
+    def _look(self, portrait, category: Category, spec: dict[str, Any]) -> EditResult:
+        """The look `spec` at full strength: a painted layer, or an accessory rendered with the lifted head."""
+        if category.kind not in accessories.KINDS:
+            return self.apply(portrait, self.layer(portrait, category, spec), 1.0)
+        animator, head = self._lifted(portrait)
+        image = input_image(portrait)
+        matte = np.asarray(portrait.matte, np.float32)
+        accessory = accessories.build_accessory(category.kind, spec, head, image)
+        frontal = MotionScript(np.zeros(1), np.zeros(1), np.zeros((1, len(EXPRESSION_NAMES))), animator.pivot,
+                               animator.fov_deg)
+        frame = animator.animate(image, matte, frontal, accessory=accessory)
+        rgb, alpha = frame.images[0], frame.alphas[0]
+        # Only around what the accessory touches (its footprint, the head it shades or hides) does the
+        # render replace the portrait: elsewhere the input stays exact.
+        touched = accessories.footprint(accessory, animator.K, animator.pivot, animator.fov_deg)
+        touched |= (np.abs(accessory.under_image - image).max(-1) > 0) | (accessory.under_matte != matte)
+        touched = region_of(touched.astype(np.float32)) > 1e-3
+        background = np.asarray(animator.background, np.float32)
+        color = (rgb - (1 - alpha[..., None]) * background) / np.maximum(alpha[..., None], 1e-3)
+        edited = np.where(touched[..., None] & (alpha[..., None] > 1e-3), np.clip(color, 0, 1), image)
+        edited_matte = np.where(touched, alpha, matte)
+        changed = (np.abs(edited - image).max(-1) > 0) | (edited_matte != matte)
+        return EditResult(edited.astype(np.float32), region_of(changed.astype(np.float32)),
+                          edited_matte.astype(np.float32), accessory)
+
+    def _lifted(self, portrait) -> tuple[LiftAnimator, accessories.Head]:
+        """The portrait lifted to 3D (CPU splatter, the renderer whose frontal frame is exactly the
+        portrait) and its accessory fit, built once per portrait: pairs ask from several threads."""
+        with self._lock:
+            cached = self._heads.get(id(portrait))
+            if cached is None or cached[0] is not portrait:
+                animator = LiftAnimator(portrait, renderer="splat")
+                head = accessories.Head(portrait, animator.geometry, estimate_lighting(portrait, animator.geometry))
+                if len(self._heads) >= LIFTED_CACHE:
+                    self._heads.pop(next(iter(self._heads)))
+                # The portrait is kept with its entry so its id cannot be reused by another object.
+                self._heads[id(portrait)] = cached = (portrait, animator, head)
+            return cached[1], cached[2]
+
     def edit(self, portrait, category: Category, value: Value, strength: float = 1.0) -> EditResult:
-        return self.apply(portrait, self.layer(portrait, category, value.spec), strength)
+        """`value` at `strength`: the in-between from the source look (`edit_between(None, value, t)`)."""
+        return self.edit_between(portrait, category, None, value, strength)
 
     def edit_between(self, portrait, category: Category, a: Value | None, b: Value | None, t: float) -> EditResult:
-        """The exact image between two values (None = the unedited source) at mix t in [0, 1]."""
+        """The exact image between two values (None = the unedited source) at mix t in [0, 1]: the look
+        drawn at mixed parameters, so that every t is a look of its own (module docstring)."""
         t = check_strength(t)
-        if a is None and b is None:
+        if (a is None and (b is None or t == 0.0)) or (b is None and t == 1.0):
             return self.apply(portrait, Layer(np.zeros(portrait.image.shape, np.float32),
                                               np.zeros(portrait.image.shape[:2], np.float32)), 0.0)
-        if a is None:
-            return self.edit(portrait, category, b, t)
-        if b is None:
-            return self.edit(portrait, category, a, 1 - t)
-        with_a, with_b = mix_specs(a.spec, b.spec, t)
-        first = self.apply(portrait, self.layer(portrait, category, with_a), 1.0)
+        kind = category.kind
+        if (a is None or b is None) and kind not in OWN_LOOK:
+            value, strength = (b, t) if a is None else (a, 1 - t)
+            return self.apply(portrait, self.layer(portrait, category, value.spec), strength)
+        ctx = self._context(portrait, category)
+        spec_a = None if a is None else _complete(ctx, kind, a.spec)
+        spec_b = None if b is None else _complete(ctx, kind, b.spec)
+        with_a, with_b = mix_specs(spec_a or OWN_LOOK[kind](ctx, spec_b), spec_b or OWN_LOOK[kind](ctx, spec_a), t)
+        first = self._look(portrait, category, with_a)
         if with_a == with_b:
             return first
-        second = self.apply(portrait, self.layer(portrait, category, with_b), 1.0)
+        second = self._look(portrait, category, with_b)
         return EditResult((1 - t) * first.image + t * second.image, np.maximum(first.region, second.region),
                           (1 - t) * first.matte + t * second.matte)

@@ -1,20 +1,17 @@
-"""Shared avatar fixtures: a procedural dataset and avatars trained on it once per test session."""
+"""Helpers that tests and benches of training share: the toy-scale config and a training-frame score."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 import torch
 
-from perse.config import build_config
-from perse.testing.procedural import write_procedural_dataset
+from perse.config import PipelineConfig, build_config
 
 # Toy scale (bench/ holds the GPU scale): 64 px, <= 2k Gaussians, a few hundred steps.
 TRAIN_OVERRIDES = {"avatar.steps": 400, "avatar.checkpoint_every": 1000, "avatar.preview_every": 1000}
 
 
-def tiny_config(**overrides):
+def tiny_config(**overrides) -> PipelineConfig:
     return build_config("tiny", overrides={"device": "cpu", **TRAIN_OVERRIDES, **overrides})
 
 
@@ -38,30 +35,3 @@ def training_frame_psnr(run: Path, device: str) -> float:
     target = frames.images.float() / 255 * alpha[..., None]
     person = ((alpha > 0.01) | (out.alpha > 0.01)).float()[..., None]
     return psnr(out.rgb, target, person)
-
-
-@pytest.fixture(scope="session")
-def procedural_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("procedural")
-    write_procedural_dataset(run, size=64, frames=8, init_points=True, expression_range=0.5)
-    return run
-
-
-def _trained(procedural_run: Path, tmp_path_factory, name: str, **overrides) -> Path:
-    from perse.avatar.train import train
-
-    run = tmp_path_factory.mktemp(name)
-    shutil.copytree(procedural_run / "dataset", run / "dataset")
-    events = list(train(run, tiny_config(**overrides)))
-    assert events[-1].fraction == 1.0
-    return run
-
-
-@pytest.fixture(scope="session")
-def trained_run(procedural_run, tmp_path_factory) -> Path:
-    return _trained(procedural_run, tmp_path_factory, "trained")
-
-
-@pytest.fixture(scope="session")
-def trained_run_without_interp(procedural_run, tmp_path_factory) -> Path:
-    return _trained(procedural_run, tmp_path_factory, "trained_no_interp", **{"avatar.interp_weight": 0.0})
