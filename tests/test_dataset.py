@@ -60,7 +60,7 @@ def test_incomplete_and_corrupt_datasets_are_named(tmp_path):
     # A dataset from an older contract (pairs without their matte) is named and rewritten by synth.
     meta["clips"][1]["code"], meta["version"] = 1, 1
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(DatasetError, match=r"dataset version 1, this PERSE Studio reads 2; re-run `perse synth`"):
+    with pytest.raises(DatasetError, match=r"dataset version 1, this PERSE Studio reads 3; re-run `perse synth`"):
         read_dataset(tmp_path, check_files=False)
 
 
@@ -69,3 +69,34 @@ def test_writer_rejects_wrong_image_shape(tmp_path):
     bad = [(Frame(0, np.eye(4).tolist(), [0.0] * 4), np.zeros((8, 8, 3)), np.zeros((SIZE, SIZE)))]
     with pytest.raises(DatasetError, match=r"expected an image of shape \(16, 16, 3\)"):
         writer.add_clip(Clip("c", "hair", "red", 1.0, 1), bad)
+
+
+def test_held_out_looks_take_their_categorys_last_codes(tmp_path):
+    rng = np.random.default_rng(0)
+    view = frontal_viewmat(14.0).tolist()
+
+    def frames():
+        return [(Frame(0, view, [0.0] * 4), rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)))]
+
+    def write(run, hair_clips):
+        writer = DatasetWriter(run, SIZE, intrinsics(SIZE, 14.0), {"hair": ["source", "blonde", "red", "gray"]})
+        writer.add_clip(Clip("source", "source", "source", 0.0, 0), frames())
+        for code, holdout in hair_clips:
+            writer.add_clip(Clip(f"hair_{code}", "hair", "x", 1.0, code, holdout=holdout), frames())
+        writer.add_pair(Pair("p", "hair", "hair_1", "hair_3", 0.5, view, [0.0] * 4),
+                        rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)), rng.random((SIZE, SIZE)))
+        return writer.close()
+
+    write(tmp_path / "ok", [(1, False), (2, False), (3, True)])
+    dataset = read_dataset(tmp_path / "ok")
+    assert dataset.clips["hair_3"].holdout and not dataset.clips["hair_2"].holdout
+    assert dataset.trained_categories == {"hair": ["source", "blonde", "red"]}
+    assert [c.id for c in dataset.held_out_looks] == ["hair_3"]
+    assert [c.id for c in dataset.trained_clips] == ["source", "hair_1", "hair_2"]
+    assert dataset.trained_pairs == []  # the pair reaches a held-out look: training must not see it
+    with pytest.raises(DatasetError, match="trained clip 'hair_3' has code 3, after a held-out look"):
+        write(tmp_path / "gap", [(1, False), (2, True), (3, False)])
+    writer = DatasetWriter(tmp_path / "source", SIZE, intrinsics(SIZE, 14.0), {"hair": ["source"]})
+    writer.add_clip(Clip("source", "source", "source", 0.0, 0, holdout=True), frames())
+    with pytest.raises(DatasetError, match="source clip 'source' cannot be held out"):
+        writer.close()

@@ -15,7 +15,6 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -38,95 +37,13 @@ from perse.core.paths import RunPaths
 from perse.core.ply import write_ply
 from perse.core.render import RENDERERS, render_batch
 from perse.dataset import Dataset, read_dataset
+from perse.dataset.tensors import FrameData, load_frames, load_pairs, over_background
 from perse.errors import Cancelled, DatasetError, PerseError
 from perse.events import NEVER, CancelToken, Progress
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change when
 # things are saved or shown, never what is computed.
 RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every", "renderer"}
-
-
-@dataclass
-class FrameData:
-    """All training (or held-out) frames of a dataset as device tensors."""
-
-    images: torch.Tensor  # (F, H, W, 3) uint8
-    masks: torch.Tensor  # (F, H, W) uint8
-    viewmats: torch.Tensor  # (F, 4, 4)
-    expressions: torch.Tensor  # (F, E)
-    codes: torch.Tensor  # (F, n_categories) code indices
-    names: list[tuple[str, int]]  # (clip id, frame index)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def is_holdout(position: int, every: int) -> bool:
-    """Every `every`-th kept frame of a clip (positions every-1, 2*every-1, ...) is held out."""
-    return every > 0 and position % every == every - 1
-
-
-def load_frames(dataset: Dataset, every: int, holdout: bool, device: str) -> FrameData:
-    images, masks, viewmats, expressions, codes, names = [], [], [], [], [], []
-    # Held-out looks are neither trained on nor part of the held-out frames: the metrics stage scores
-    # them by fitting a code (perse.metrics.report.held_out_looks).
-    for clip in dataset.trained_clips:
-        for position, frame in enumerate(clip.kept_frames):
-            if is_holdout(position, every) != holdout:
-                continue
-            images.append(np.round(dataset.frame_image(clip, frame) * 255).astype(np.uint8))
-            masks.append(np.round(dataset.frame_mask(clip, frame) * 255).astype(np.uint8))
-            viewmats.append(frame.world_to_camera)
-            expressions.append(frame.expression)
-            codes.append(dataset.code_vector(clip))
-            names.append((clip.id, frame.index))
-    if not names:
-        if holdout:
-            return FrameData(torch.zeros(0, 1, 1, 3), torch.zeros(0, 1, 1), torch.zeros(0, 4, 4), torch.zeros(0, 0),
-                             torch.zeros(0, 0, dtype=torch.long), [])
-        raise DatasetError(f"{dataset.root}: no kept training frames (every frame was filtered out or held out); "
-                           "re-run `perse synth` with more frames or raise avatar.holdout_every")
-    as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
-    return FrameData(as_tensor(images, torch.uint8), as_tensor(masks, torch.uint8), as_tensor(viewmats, torch.float32),
-                     as_tensor(expressions, torch.float32), as_tensor(codes, torch.long), names)
-
-
-@dataclass
-class PairData:
-    images: torch.Tensor  # (P, H, W, 3) uint8
-    masks: torch.Tensor  # (P, H, W) uint8 region masks
-    viewmats: torch.Tensor
-    expressions: torch.Tensor
-    codes_a: torch.Tensor  # (P, n_categories)
-    codes_b: torch.Tensor
-    t: torch.Tensor  # (P,)
-    mattes: torch.Tensor  # (P, H, W) uint8 person alpha of the targets
-
-    def __len__(self) -> int:
-        return int(self.t.shape[0])
-
-
-def over_background(image: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """A stored frame or pair target (B, H, W, 3), keeping its person alpha (B, H, W) and replacing the
-    rest with `background` (B, 3): what a render over that background should reproduce."""
-    return image * alpha[..., None] + background[:, None, None] * (1 - alpha[..., None])
-
-
-def load_pairs(dataset: Dataset, device: str) -> PairData | None:
-    pairs = dataset.trained_pairs
-    if not pairs:
-        return None
-    as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
-    return PairData(
-        as_tensor([np.round(dataset.pair_image(p) * 255) for p in pairs], torch.uint8),
-        as_tensor([np.round(dataset.pair_mask(p) * 255) for p in pairs], torch.uint8),
-        as_tensor([p.world_to_camera for p in pairs], torch.float32),
-        as_tensor([p.expression for p in pairs], torch.float32),
-        as_tensor([dataset.code_vector(dataset.clips[p.clip_a]) for p in pairs], torch.long),
-        as_tensor([dataset.code_vector(dataset.clips[p.clip_b]) for p in pairs], torch.long),
-        as_tensor([p.t for p in pairs], torch.float32),
-        as_tensor([np.round(dataset.pair_matte(p) * 255) for p in pairs], torch.uint8),
-    )
 
 
 def initial_points(dataset: Dataset, frames: FrameData, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

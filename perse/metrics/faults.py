@@ -31,7 +31,13 @@ import torch
 from perse.avatar.avatar import Avatar
 from perse.core.render import render
 from perse.dataset import SOURCE, Dataset
-from perse.metrics.frames import BATCH, frontal_frame, matching_frame, render_latents, yaw_deg
+from perse.metrics.frames import (
+    BATCH,
+    frontal_frame,
+    matching_frame,
+    render_latents,
+    yaw_deg,
+)
 
 GHOST_ALPHA = 0.1  # the threshold: alpha above it outside the silhouette is visible
 GHOST_GOAL = 0.005  # share of rendered pixels

@@ -27,7 +27,7 @@ import torch
 
 from perse.avatar.avatar import Avatar
 from perse.avatar.losses import psnr, ssim
-from perse.avatar.train import load_frames, over_background
+from perse.dataset.tensors import load_frames, over_background
 from perse.config import PipelineConfig
 from perse.core.camera import crop_points_to_world, project
 from perse.core.io import atomic_write_json, to_uint8

@@ -1,15 +1,15 @@
 """`run_synth`: one ingested portrait -> the whole synthetic dataset (docs/architecture.md sections 1 and 3).
 
-For every selected category it draws `values` catalog values, edits the portrait (editor backend),
-animates each edit with the run's single motion script (animator backend), scores every frame's
-identity against the portrait and marks drifted frames dropped, then writes interpolation targets
-between every two codes of the category (the source look included) at `interp_ts`. Everything goes
-through perse/dataset.py; meta.json is written last, so an interrupted run leaves no valid dataset and
-the next run starts over, while a complete dataset is skipped.
+For every selected category it draws `values` looks plus `holdout_looks` held-out ones (named presets,
+then continuous looks), edits the portrait (editor backend), animates each edit with the run's single
+motion script (animator backend), scores every frame's identity against the portrait and marks drifted
+frames dropped, then writes the interpolation targets `interpolation_pairs` plans between the trained
+looks (the source look included). Everything goes through perse.dataset; meta.json is written last,
+so an interrupted run leaves no valid dataset and the next run starts over, while a complete dataset
+is skipped.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
@@ -40,7 +40,7 @@ from perse.errors import PerseError
 from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import Portrait
 from perse.synth.catalog import category as get_category
-from perse.synth.catalog import sample_values
+from perse.synth.catalog import interpolation_pairs, sample_values
 
 PREVIEW_FRAMES = 8
 
@@ -161,7 +161,8 @@ class _Synthesis:
         self.source_image = self.portrait.image.astype(np.float32) / 255.0
         self.background = tuple(float(c) for c in self.animator.background)
         self.n_clips = 1 + sum(len(v) for v in self.chosen.values())
-        self.n_pairs = len(self.chosen) * len(self.ts) * (self.syn.values + 1) * self.syn.values // 2
+        self.pair_plan = interpolation_pairs(self.syn.values, self.ts)
+        self.n_pairs = len(self.chosen) * len(self.pair_plan)
         self.units = self.n_clips + PAIR_COST * self.n_pairs
         self.done = 0.0
         self.totals = {"kept": 0, "dropped": 0}
@@ -255,6 +256,11 @@ class _Synthesis:
         with self.timer("pairs"):
             if self.interp == "exact":
                 target = self.editor.edit_between(self.portrait, category, options[a], options[b], pair.t)
+                # A look on its way (a beard at half length) covers less than its endpoints: the pair
+                # supervises everything either endpoint may change.
+                for end in (edited[a], edited[b]):
+                    if end is not None:
+                        target.region = np.maximum(target.region, end.region)
             else:
                 first, second = edited[a], edited[b]
                 region = second.region if first is None else np.maximum(first.region, second.region)
@@ -264,21 +270,21 @@ class _Synthesis:
                                  target.matte)
 
     def pairs(self) -> Iterator[Progress]:
-        """Interpolation targets between every two codes of a category (the source look included), at the
-        frontal camera with a neutral expression."""
+        """Interpolation targets between the trained codes of each category that `interpolation_pairs`
+        plans (the source look included), at the frontal camera with a neutral expression; held-out looks
+        get none, since a pair would teach them."""
         frontal = cam.head_pose_viewmat(self.portrait.fov_deg, 0.0, 0.0, 0.0, self.animator.pivot).tolist()
         neutral = [0.0] * len(EXPRESSION_NAMES)
         for name, values in self.chosen.items():
             category = get_category(name)
             options = [None] + list(values)
-            for a, b in itertools.combinations(range(self.syn.values + 1), 2):
+            for a, b, t in self.pair_plan:
                 self.cancel.check()
-                for t in self.ts:
-                    pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
-                                f"{name}-{b}", t, frontal, neutral)
-                    self.pair_order.append(pair.id)
-                    self.jobs.submit(self._store_pair, pair, category, options, self.edits[name], a, b)
-                    self.done += PAIR_COST
+                pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
+                            f"{name}-{b}", t, frontal, neutral)
+                self.pair_order.append(pair.id)
+                self.jobs.submit(self._store_pair, pair, category, options, self.edits[name], a, b)
+                self.done += PAIR_COST
             yield self._progress(f"{name}: interpolation targets queued ({self.interp})")
 
     def close(self) -> Path:

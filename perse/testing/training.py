@@ -20,7 +20,7 @@ def training_frame_psnr(run: Path, device: str) -> float:
     render covers the pixel), not the easy empty background."""
     from perse.avatar.avatar import Avatar
     from perse.avatar.losses import psnr
-    from perse.avatar.train import load_frames
+    from perse.dataset.tensors import load_frames
     from perse.core.render import render_batch
     from perse.dataset import read_dataset
 

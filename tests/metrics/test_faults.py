@@ -7,9 +7,9 @@ import torch
 
 from perse.metrics.faults import (
     GHOST_GOAL,
+    HOLE_CLOSE,
     HOLE_GOAL,
     ghost_map,
-    HOLE_CLOSE,
     head_silhouette,
     hole_map,
     look_alpha_bounds,

@@ -3,7 +3,6 @@ code; a deliberately ghosted or holed avatar scores badly where the same avatar 
 import json
 
 import numpy as np
-import pytest
 import torch
 from conftest import HELD_OUT_BLENDS
 

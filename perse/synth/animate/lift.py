@@ -103,6 +103,9 @@ class Layer:
     colors: np.ndarray | None = None  # (M, 3)
     sources: np.ndarray | None = None  # (M, K)
     shade: np.ndarray | None = None  # (M,)
+    # Gap fillers serve the CPU splatter, whose splats cover a fixed 2 x 2 pixels; the Gaussian
+    # renderer's surfels stretch over the same gaps, and extra splats there only blur the frontal frame.
+    fills_gaps: bool = False
 
     def colors_for(self, image: np.ndarray) -> np.ndarray:
         if self.colors is not None:
@@ -339,9 +342,10 @@ class LiftAnimator:
         geo = self.geometry
         colors, opacity, keep = self.splats(image, matte)
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
-        layer_opacities = [layer.opacities_for(matte) for layer in geo.layers]
+        drawn = [layer for layer in geo.layers if self.renderer == "splat" or not layer.fills_gaps]
+        layer_opacities = [layer.opacities_for(matte) for layer in drawn]
         shown = [np.flatnonzero(o > MIN_ALPHA) for o in layer_opacities]
-        layers = list(zip(geo.layers, shown))
+        layers = list(zip(drawn, shown))
         n_layers = sum(len(index) for index in shown)
         means = t(np.concatenate([geo.points[keep]] + [layer.points[index] for layer, index in layers]))
         fields = t(np.concatenate([geo.fields[:, keep]] + [layer.fields[:, index] for layer, index in layers], axis=1))
@@ -502,10 +506,12 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
     fields_px[EXPRESSION_NAMES.index("smile")] = _rbf_field(size, xy, {k: v * unit for k, v in corners.items()},
                                                             0.05 * unit)
     fields_px[EXPRESSION_NAMES.index("blink")] = _blink_crease_field(size, landmarks)
-    raise_moves = {i: np.array([0.0, -0.1 * unit, 0.0]) for i in
+    # The neighbouring landmarks that stay anchor the field: brows moved by 0.2 face heights rise by
+    # about 0.07.
+    raise_moves = {i: np.array([0.0, -0.2 * unit, 0.0]) for i in
                    F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER + F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER}
     for index in FOREHEAD:
-        raise_moves[index] = np.array([0.0, -0.045 * unit, 0.0])
+        raise_moves[index] = np.array([0.0, -0.08 * unit, 0.0])
     fields_px[EXPRESSION_NAMES.index("brow_raise")] = _rbf_field(size, xy, raise_moves, 0.06 * unit)
 
     distance = cam.camera_distance(fov_deg)
@@ -568,7 +574,8 @@ def _gap_fillers(points: np.ndarray, fields: np.ndarray, size: int, stride: int)
     # Each cell's colour comes from the pixel at its block's centre.
     sources = np.stack([(r * stride + stride // 2) * size + c * stride + stride // 2 for r, c in cells], 1)
     return Layer(np.mean([points[r, c] for r, c in cells], axis=0), _layer_scales(len(rows), size, stride),
-                 np.mean([fields[:, r, c] for r, c in cells], axis=0), sources=sources, shade=np.ones(len(rows)))
+                 np.mean([fields[:, r, c] for r, c in cells], axis=0), sources=sources, shade=np.ones(len(rows)),
+                 fills_gaps=True)
 
 
 def _layer_scales(count: int, size: int, stride: int) -> np.ndarray:

@@ -35,7 +35,7 @@ def splat(means: torch.Tensor, colors: torch.Tensor, opacities: torch.Tensor, vi
     `surfaces` (N,) small ints: splats blend only with splats of their own surface, and at each pixel the
     nearest surface wins, however close behind it another one lies (an accessory a few pixels in front of
     the lifted head at a small image size). `overlay` (N,) bool: see-through splats (lenses), composited
-    over the opaque result wherever no opaque surface lies in front of them."""
+    over the opaque result where they lie in front of the nearest opaque surface."""
     batch, n = means.shape[:2]
     cam = means @ viewmats[:, :3, :3].transpose(1, 2) + viewmats[:, None, :3, 3]
     z = cam[..., 2].clamp_min(1e-6)
@@ -88,7 +88,7 @@ def splat(means: torch.Tensor, colors: torch.Tensor, opacities: torch.Tensor, vi
     if overlay is not None and bool(overlay.any()):
         # See-through splats in front of the opaque surface: their normalised premultiplied colour
         # and coverage go over it.
-        shown = weight * (see_through & (depth < front[pixel] + thickness))
+        shown = weight * (see_through & (depth < front[pixel]))
         layer = torch.zeros(total, 5).index_add_(0, pixel, torch.cat([values * shown[:, None], shown[:, None]], 1))
         layer = layer.reshape(batch, size, size, 5).permute(0, 3, 1, 2)
         cover = layer[:, 4:5].clamp_min(1e-8)

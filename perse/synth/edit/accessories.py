@@ -114,7 +114,8 @@ class Head:
         self.masks = portrait.masks
         self.unit = float(np.linalg.norm(self.landmarks[F.FOREHEAD_TOP] - self.landmarks[F.CHIN]))
         self.center_x = float(self.landmarks[list(F.FACE_OVAL), 0].mean())
-        self.spacing = SPACING_PX * 2.0 / self.size
+        self.pixel = 2.0 / self.size  # a pixel's width in world units at the face
+        self.spacing = SPACING_PX * self.pixel
         self.camera = np.array([0.0, 0.0, -cam.camera_distance(self.fov_deg)])
 
     def world(self, u: float, v: float, z: float) -> np.ndarray:
@@ -243,6 +244,17 @@ def _ellipsoid(center: np.ndarray, radii: np.ndarray, spacing: float) -> tuple[n
     return points, _unit((points - center) / np.asarray(radii) ** 2)
 
 
+def _part(head: Head, points: np.ndarray, normals: np.ndarray, albedo: np.ndarray, width: float,
+          gloss: float = 0.0) -> _Surface:
+    """A solid part `width` world units across. Samples are drawn whole, so a part thinner than a pixel
+    (a wire frame, a hoop at a small image size, any part just starting to grow) only covers that
+    fraction of the pixels it crosses: drawn see-through, it thickens continuously instead of popping
+    in as a pixel-wide line."""
+    coverage = float(np.clip(width / head.pixel, 0.0, 1.0))
+    return _Surface(points, normals, np.tile(np.asarray(albedo, np.float64), (len(points), 1)), coverage, gloss,
+                    translucent=coverage < 1)
+
+
 # --- the accessories ---------------------------------------------------------------------------------
 
 @dataclass
@@ -255,7 +267,7 @@ class _Build:
 def _hat(head: Head, spec: dict[str, Any]) -> _Build:
     unit, face = head.unit, head.face
     lm = head.landmarks
-    cover = float(spec.get("cover", 1.0))
+    cover = float(spec["cover"])
     hairline = lm[F.FOREHEAD_TOP]
     brow_y = float(lm[list(F.RIGHT_BROW_UPPER + F.LEFT_BROW_UPPER), 1].min())
     rim_front = float(hairline[1] + float(spec["low"]) * (brow_y - hairline[1]))
@@ -322,7 +334,7 @@ def _hat(head: Head, spec: dict[str, Any]) -> _Build:
     if panels and cover > 0.05:
         button = crown(np.array([0.25]), np.array([1.0]))[0] + np.array([0, -0.012 * unit, 0])
         points, normals = _ellipsoid(button, np.array([0.03, 0.015, 0.03]) * unit * panels, head.spacing)
-        surfaces.append(_Surface(points, normals, np.tile(color * 0.85, (len(points), 1))))
+        surfaces.append(_part(head, points, normals, color * 0.85, 0.06 * unit * panels))
 
     # Brims: an all-round brim (fedora) and a front visor (cap) share one sheet whose outer edge
     # lies `reach(phi)` beyond the crown's rim; each is two-sided and as thick as felt or cardboard.
@@ -366,7 +378,7 @@ def _hat(head: Head, spec: dict[str, Any]) -> _Build:
         edge = edge[reach(2 * np.pi * np.linspace(0, 1, 720) - np.pi / 2) > 0.25 * head.spacing]
         if len(edge) > 1:
             points, normals = _tube(edge, 0.5 * thickness, head.spacing)
-            surfaces.append(_Surface(points, normals, np.tile(color * 0.85, (len(points), 1))))
+            surfaces.append(_part(head, points, normals, color * 0.85, thickness))
 
     # The crown compresses what it covers: hair and forehead inside it, and hair just beside it, which
     # would otherwise show as slivers on its surface when the head turns (bushier hair stays).
@@ -456,16 +468,17 @@ def _glasses(head: Head, spec: dict[str, Any]) -> _Build:
             return np.stack([x, y, plane(x, y) - 0.04 * half * (1 - u ** 2)], -1)
 
         points, normals, _, _ = _sheet(lens, head.spacing, lambda pts: np.tile([0.0, 0.0, -1.0], (len(pts), 1)))
-        opacity = float(np.clip(tint_opacity + 0.07, 0, 0.97))
+        glare = float(spec["glare"])
+        opacity = float(np.clip(tint_opacity + glare, 0, 0.97))
         # A clear lens shows a faint reflection of the room (light grey); a tinted one its tint.
-        lens_albedo = (tint * tint_opacity + 0.85 * 0.07) / max(opacity, 1e-6)
+        lens_albedo = (tint * tint_opacity + 0.85 * glare) / max(opacity, 1e-6)
         surfaces.append(_Surface(points, normals, np.tile(np.clip(lens_albedo, 0, 1), (len(points), 1)), opacity,
                                  gloss=0.5, translucent=True, occludes=False))
         phis = np.linspace(0, 2 * np.pi, 241)
         rim = outline(phis, 0.5 * frame)
         radial = _unit(rim - outline(phis, 0.0) + 1e-12)
         points, normals = _tube(rim, 0.5 * frame, head.spacing, side=radial, depth_ratio=1.2 if frame > 0.015 * unit else 1.0)
-        surfaces.append(_Surface(points, normals, np.tile(frame_color, (len(points), 1)), gloss=0.25 + 0.5 * metal))
+        surfaces.append(_part(head, points, normals, frame_color, frame, gloss=0.25 + 0.5 * metal))
         inner_tops[side] = outline(np.array(np.pi + 0.45), 0.5 * frame)
         hinges[side] = outline(np.array(-0.3), 0.6 * frame)
 
@@ -476,7 +489,7 @@ def _glasses(head: Head, spec: dict[str, Any]) -> _Build:
     t = np.linspace(0, 1, 40)[:, None]
     bridge = (1 - t) ** 2 * a + 2 * t * (1 - t) * (2 * mid - 0.5 * (a + b)) + t ** 2 * b
     points, normals = _tube(bridge, 0.45 * frame, head.spacing)
-    surfaces.append(_Surface(points, normals, np.tile(frame_color, (len(points), 1)), gloss=0.25 + 0.5 * metal))
+    surfaces.append(_part(head, points, normals, frame_color, 0.9 * frame, gloss=0.25 + 0.5 * metal))
 
     # Temples run from the hinges back along the side of the head, over the ear's root, then hook
     # down behind the ear.
@@ -492,7 +505,7 @@ def _glasses(head: Head, spec: dict[str, Any]) -> _Build:
                               over + (behind - over) * np.sin(0.5 * np.pi * t)])
         points, normals = _tube(arm, 0.42 * frame, head.spacing, side=np.tile([0.0, 1.0, 0.0], (len(arm), 1)),
                                 depth_ratio=0.55)
-        surfaces.append(_Surface(points, normals, np.tile(frame_color * 0.95, (len(points), 1)), gloss=0.2 + 0.5 * metal))
+        surfaces.append(_part(head, points, normals, frame_color * 0.95, 0.84 * frame, gloss=0.2 + 0.5 * metal))
     return _Build(surfaces)
 
 
@@ -509,19 +522,19 @@ def _earrings(head: Head, spec: dict[str, Any]) -> _Build:
             angle = np.linspace(0, 2 * np.pi, 181)
             ring = np.stack([hoop * np.sin(angle) * np.cos(turn), hoop * (1 - np.cos(angle)),
                              hoop * np.sin(angle) * np.sin(turn)], 1) + lobe
-            points, normals = _tube(ring, max(0.09 * hoop, 0.004 * unit), head.spacing)
-            surfaces.append(_Surface(points, normals, np.tile(metal, (len(points), 1)), gloss=0.8))
+            points, normals = _tube(ring, 0.09 * hoop, head.spacing)
+            surfaces.append(_part(head, points, normals, metal, 0.18 * hoop, gloss=0.8))
         if stud > 0.2 * head.spacing:
             points, normals = _ellipsoid(lobe + np.array([0, 0, -stud]), np.full(3, stud), head.spacing)
-            surfaces.append(_Surface(points, normals, np.tile(metal, (len(points), 1)), gloss=0.6))
+            surfaces.append(_part(head, points, normals, metal, 2 * stud, gloss=0.6))
         if drop > 0.2 * head.spacing:
             chain_end = lobe + np.array([0, 0.6 * drop, 0])
             chain = np.linspace(lobe, chain_end, 20)
-            points, normals = _tube(chain, max(0.035 * drop, 0.0025 * unit), head.spacing)
-            surfaces.append(_Surface(points, normals, np.tile(metal, (len(points), 1)), gloss=0.8))
+            points, normals = _tube(chain, 0.035 * drop, head.spacing)
+            surfaces.append(_part(head, points, normals, metal, 0.07 * drop, gloss=0.8))
             stone = chain_end + np.array([0, 0.25 * drop, 0])
             points, normals = _ellipsoid(stone, np.array([0.2, 0.27, 0.2]) * drop, head.spacing)
-            surfaces.append(_Surface(points, normals, np.tile(gem, (len(points), 1)), gloss=0.9))
+            surfaces.append(_part(head, points, normals, gem, 0.4 * drop, gloss=0.9))
     return _Build(surfaces)
 
 
@@ -545,12 +558,12 @@ def _headphones(head: Head, spec: dict[str, Any]) -> _Build:
         axis = np.array([sign, 0.0, 0.0])
         # Cup: a rounded drum (an ellipsoid flattened along its axis) and a soft ring cushion against the head.
         points, normals = _ellipsoid(centre, np.array([0.5 * thickness, 1.05 * radius, radius]), head.spacing)
-        surfaces.append(_Surface(points, normals, np.tile(color, (len(points), 1)), gloss=0.3))
+        surfaces.append(_part(head, points, normals, color, thickness, gloss=0.3))
         angle = np.linspace(0, 2 * np.pi, 181)
         ring = centre - axis * (0.45 * thickness) + np.stack([np.zeros_like(angle), 0.82 * radius * np.cos(angle),
                                                               0.78 * radius * np.sin(angle)], 1)
         points, normals = _tube(ring, 0.22 * radius, head.spacing)
-        surfaces.append(_Surface(points, normals, np.tile(cushion, (len(points), 1)), gloss=0.1))
+        surfaces.append(_part(head, points, normals, cushion, 0.44 * radius, gloss=0.1))
         # The ear (and the hair over it) is inside the cup.
         dy, dz = (P[..., 1] - centre[1]) / (1.1 * radius), (P[..., 2] - centre[2]) / (1.1 * radius)
         hidden |= (dy ** 2 + dz ** 2 < 1) & ((P[..., 0] - cx) * sign > side_x)
@@ -564,7 +577,7 @@ def _headphones(head: Head, spec: dict[str, Any]) -> _Build:
     arc = np.stack([cx - a * np.cos(angle), base_y - height * np.sin(angle) ** 0.8, np.full_like(angle, tops[0][2])], 1)
     points, normals = _tube(arc, 0.5 * band, head.spacing, side=np.tile([0.0, 0.0, 1.0], (len(arc), 1)),
                             depth_ratio=0.25)
-    surfaces.append(_Surface(points, normals, np.tile(color * 0.9, (len(points), 1)), gloss=0.3))
+    surfaces.append(_part(head, points, normals, color * 0.9, band, gloss=0.3))
     return _Build(surfaces, hidden)
 
 
@@ -572,19 +585,22 @@ BUILDERS: dict[str, Callable[[Head, dict[str, Any]], _Build]] = {
     "hat": _hat, "glasses": _glasses, "earrings": _earrings, "headphones": _headphones,
 }
 
+# Fields a catalog value may leave out: `cover` (how much of the crown a hat covers, from the top
+# down) and a lens's `glare` (the share of light a clear lens reflects) exist for in-betweens.
+DEFAULTS: dict[str, dict[str, Any]] = {"hat": {"cover": 1.0}, "glasses": {"glare": 0.07}}
 # Size parameters that grow from 0 with the strength t of a look (its opacity never fades).
 _GROWING = {
     "hat": ("cover", "brim", "visor"),
-    "glasses": ("frame", "tint_opacity"),
+    "glasses": ("frame", "tint_opacity", "glare"),
     "earrings": ("hoop", "stud", "drop"),
     "headphones": ("cup", "band"),
 }
 
 
 def grow(kind: str, spec: dict[str, Any], t: float) -> dict[str, Any]:
-    grown = dict(spec)
+    grown = {**DEFAULTS.get(kind, {}), **spec}
     for key in _GROWING[kind]:
-        grown[key] = float(spec.get(key, 1.0)) * t
+        grown[key] = float(grown[key]) * t
     return grown
 
 
@@ -629,7 +645,7 @@ def footprint(accessory: Accessory, K: np.ndarray, pivot: np.ndarray, fov_deg: f
 
 def build_accessory(kind: str, spec: dict[str, Any], head: Head, image: np.ndarray) -> Accessory:
     """The accessory `kind` with `spec` fitted to `head`; `image` (S, S, 3) is the portrait it goes on."""
-    build = BUILDERS[kind](head, spec)
+    build = BUILDERS[kind](head, {**DEFAULTS.get(kind, {}), **spec})
     surfaces = [s for s in build.surfaces if len(s.points)]
     if surfaces:
         points = np.concatenate([s.points for s in surfaces])

@@ -499,7 +499,7 @@ OWN_LOOK: dict[str, Callable[[_Context, dict[str, Any]], dict[str, Any]]] = {
     **{kind: (lambda ctx, spec, kind=kind: accessories.grow(kind, spec, 0.0)) for kind in accessories.KINDS},
 }
 # Fields a catalog value may leave out, and what they mean then.
-DEFAULTS: dict[str, dict[str, Any]] = {"brows": {"arch": 0.0, "replace": 1.0}, "hat": {"cover": 1.0}}
+DEFAULTS: dict[str, dict[str, Any]] = {"brows": {"arch": 0.0, "replace": 1.0}, **accessories.DEFAULTS}
 
 
 def _complete(ctx: _Context, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -580,15 +580,14 @@ class ParametricEditor:
                                animator.fov_deg)
         frame = animator.animate(image, matte, frontal, accessory=accessory)
         rgb, alpha = frame.images[0], frame.alphas[0]
-        # Only around what the accessory touches (its footprint, the head it shades or hides) does the
-        # render replace the portrait: elsewhere the input stays exact.
-        touched = accessories.footprint(accessory, animator.K, animator.pivot, animator.fov_deg)
-        touched |= (np.abs(accessory.under_image - image).max(-1) > 0) | (accessory.under_matte != matte)
-        touched = region_of(touched.astype(np.float32)) > 1e-3
+        # Where the accessory is seen or uncovers the background, the portrait becomes the render; where
+        # it only shades the head, the shaded portrait; elsewhere the input stays exact.
+        seen = accessories.footprint(accessory, animator.K, animator.pivot, animator.fov_deg)
+        seen = cv2.dilate((seen | (accessory.under_matte != matte)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         background = np.asarray(animator.background, np.float32)
         color = (rgb - (1 - alpha[..., None]) * background) / np.maximum(alpha[..., None], 1e-3)
-        edited = np.where(touched[..., None] & (alpha[..., None] > 1e-3), np.clip(color, 0, 1), image)
-        edited_matte = np.where(touched, alpha, matte)
+        edited = np.where(seen[..., None] & (alpha[..., None] > 1e-3), np.clip(color, 0, 1), accessory.under_image)
+        edited_matte = np.where(seen, alpha, matte)
         changed = (np.abs(edited - image).max(-1) > 0) | (edited_matte != matte)
         return EditResult(edited.astype(np.float32), region_of(changed.astype(np.float32)),
                           edited_matte.astype(np.float32), accessory)
