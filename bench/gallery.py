@@ -7,11 +7,11 @@ For every portrait it runs the pipeline into `--runs`/<name> (stages already com
 photo and config are reused, so a machine without mediapipe can start from portraits ingested elsewhere)
 and renders from the trained avatar, into `--out`/<name>/:
   edits.jpg            every learned look, one row per category (source first), frontal
-  between_<cat>.png    source -> the category's last look at even steps, frontal and turned
+  between_<cat>.jpg    source -> the category's most visible look at even steps, frontal and turned
   samples.jpg          random looks (`Avatar.sample`)
   turntable.gif/.png   the source look turning +-35 degrees and nodding; the PNG is a strip of its frames
-plus `--out`/README.md showing them with the report's goals. Stills with many tiles are JPEG, which
-keeps each file to a few hundred KB.
+plus `--out`/README.md showing them with the report's goals. Sheets and strips are JPEG (a few hundred
+KB each at most; PNG would be five times that), the turntable strip PNG.
 """
 from __future__ import annotations
 
@@ -60,16 +60,25 @@ def edits_sheet(avatar) -> np.ndarray:
     return contact_sheet(tiles, labels, columns=columns, tile=TILE)
 
 
+def most_visible_look(avatar, category: str) -> int:
+    """The category's look whose render differs most from the source look's: its in-betweens show most."""
+    source = avatar.render(None, size=64)
+    changes = [np.abs(avatar.render({category: code}, size=64) - source).mean()
+               for code in range(1, len(avatar.categories[category]))]
+    return 1 + int(np.argmax(changes))
+
+
 def between_strip(avatar, category: str) -> np.ndarray:
-    """Source -> the category's last look in BETWEEN_STEPS even steps: a frontal row, a turned row."""
+    """Source -> the category's most visible look in BETWEEN_STEPS even steps: a frontal row, a turned row."""
     from perse.core.images import contact_sheet
     from perse.export.video import interpolation_frames
 
-    last = len(avatar.categories[category]) - 1
-    rows = [interpolation_frames(avatar, category, 0, last, BETWEEN_STEPS, yaw=yaw, size=TILE, bounce=False)
+    look = most_visible_look(avatar, category)
+    rows = [interpolation_frames(avatar, category, 0, look, BETWEEN_STEPS, yaw=yaw, size=TILE, bounce=False)
             for yaw in (0.0, BETWEEN_YAW)]
     ts = np.linspace(0, 1, BETWEEN_STEPS)
-    labels = [f"t={t:.2f}" for t in ts] + [f"yaw {BETWEEN_YAW:g}" if i == 0 else "" for i in range(len(ts))]
+    labels = ([f"t={t:.2f}" for t in ts[:-1]] + [avatar.categories[category][look]]
+              + [f"yaw {BETWEEN_YAW:g}" if i == 0 else "" for i in range(len(ts))])
     return contact_sheet(rows[0] + rows[1], labels, columns=BETWEEN_STEPS, tile=TILE)
 
 
@@ -88,7 +97,7 @@ def render_portrait(run: Path, out: Path, seed: int, device: str) -> dict:
     cv2.imwrite(str(out / "portrait.jpg"), portrait, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     save_jpeg(out / "edits.jpg", edits_sheet(avatar))
     for category in avatar.categories:
-        save_png(out / f"between_{category}.png", between_strip(avatar, category))
+        save_jpeg(out / f"between_{category}.jpg", between_strip(avatar, category))
     save_jpeg(out / "samples.jpg", sample_grid(avatar, seed, size=TILE))
     frames = turntable_frames(avatar, frames=TURNTABLE_FRAMES, yaw_deg=TURNTABLE_YAW, size=GIF_SIZE)
     write_video(out / "turntable.gif", frames, fps=12)
@@ -104,7 +113,7 @@ def readme(entries: dict[str, dict], preset: str, device: str) -> str:
     intro = (f"Avatars of the portraits in `assets/`, built by `perse run --preset {preset}` ({device}); every "
              f"image is rendered from the trained avatar. Regenerate with `python bench/gallery.py --preset {preset}`.")
     contents = ("Per portrait: the learned looks (one row per category, the source look first), an in-between strip "
-                f"per category (source to the last look, frontal and at yaw {BETWEEN_YAW:g}), random samples, and a "
+                f"per category (source to its most visible look, frontal and at yaw {BETWEEN_YAW:g}), random samples, and a "
                 f"turntable (+-{TURNTABLE_YAW:g} degrees). The goals are the report's (`report.json`).")
     lines = ["# Gallery", "", intro, "", contents, ""]
     for name, entry in entries.items():
@@ -117,7 +126,7 @@ def readme(entries: dict[str, dict], preset: str, device: str) -> str:
         lines += [f"{entry['image_size']} px, {entry['gaussians']} Gaussians.", "",
                   "Learned looks:", "", f"![edits]({name}/edits.jpg)", "", "In-betweens:", ""]
         for category in entry["categories"]:
-            lines += [f"{category}:", "", f"![{category}]({name}/between_{category}.png)", ""]
+            lines += [f"{category}:", "", f"![{category}]({name}/between_{category}.jpg)", ""]
         lines += ["Random samples:", "", f"![samples]({name}/samples.jpg)", "",
                   "Turntable frames:", "", f"![turntable frames]({name}/turntable.png)", ""]
     return "\n".join(lines)

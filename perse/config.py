@@ -151,13 +151,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "avatar.decoder_lr": 3e-3,
         "avatar.code_lr": 3e-2,
         "avatar.checkpoint_every": 100,
+        # Eight frames a clip, of which the turned-and-smiling ones may be dropped at 64 px: every
+        # fourth kept frame is held out so each clip still has held-out frames to score.
+        "avatar.holdout_every": 4,
         "avatar.preview_every": 50,
         "export.interp_frames": 8,
         "export.turntable_frames": 12,
     },
     # One Space GPU call at 512 px. A dense latent space: 12 looks per category (6 presets, then
-    # continuous looks from the catalog's ranges), 8 frames each (frontal, yaw/pitch +-21-30 deg, the
-    # expressions), so the dataset stays at today's ~800 frames (synth ~15-20 s on an H100).
+    # continuous looks from the catalog's ranges), 8 frames each (frontal, head turns up to +-35 deg yaw
+    # and +-20 deg pitch, every expression at full strength), so the dataset stays near 800 frames.
     "fast": {"synth.values": 12, "synth.frames": 8},
     "quality": {
         "synth.values": 5,

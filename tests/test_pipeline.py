@@ -37,7 +37,16 @@ def test_every_output_exists(tiny_run):
     assert report["reconstruction"]["frames"] > 0
     assert set(report["interpolation"]["categories"]) == {"hair", "glasses", "lips"}
     assert report["interpolation"]["distance"] in {"lpips_vgg", "dssim"}
-    assert "plotly" in (run_dir / "report.html").read_text()
+    # The faults a visitor sees, each with its goal; two looks of every category were held out and fitted.
+    assert [g["measure"] for g in report["goals"]] == [
+        "ghost pixels", "holes at yaw +-35", "held-out looks PSNR", "identity, worst pose",
+        "expression visibility, weakest control"]
+    assert 0.0 <= report["ghost"]["share"] <= 1.0 and 0.0 <= report["holes"]["share"] <= 1.0
+    assert report["held_out_looks"]["looks"] == 2 * 3
+    assert {"yaw-35", "yaw+35"} <= set(report["identity"])
+    assert set(report["expressions"]["grey_levels"]) == {"jaw_open", "smile", "blink", "brow_raise"}
+    html = (run_dir / "report.html").read_text()
+    assert "plotly" in html and "<h2>Goals</h2>" in html and html.count("data:image/png;base64,") >= 3
 
 
 def test_held_out_psnr_recomputed_independently(tiny_run):

@@ -58,7 +58,11 @@ def model_from_state(state: dict[str, Any], device: str = "cpu") -> AvatarModel:
     zeros = torch.zeros(n, 3)
     model = AvatarModel(config.avatar, counts, len(state["expression_names"]), zeros, zeros + 0.5, zeros[:, :1] + 1,
                         seed=config.seed)
-    model.load_state_dict(state["model"])
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if missing or unexpected:
+        raise PerseError(f"this avatar checkpoint was written by another version of PERSE Studio (its model "
+                         f"{'lacks ' + ', '.join(missing) if missing else 'has extra ' + ', '.join(unexpected)}); "
+                         "re-run `perse train` on its run folder")
     return model.to(device)
 
 

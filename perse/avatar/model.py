@@ -28,8 +28,10 @@ OFFSET_UNIT = 0.05
 # Expressions reach the decoder multiplied by this. Adam moves each weight by about the learning rate
 # per step whatever the loss weight, so with unit inputs the expression basis could not grow past a
 # few tenths in a short run, leaving each control a 1-3 grey-level nudge; the codes get the same
-# boost from their 1 / prior_std rescaling.
-EXPRESSION_GAIN = 4.0
+# boost from their 1 / prior_std rescaling. Expressions share the Gaussians' features with the categories,
+# so a larger gain lets a fast-growing expression basis crowd the categories' effects (composition
+# tests): 2 is where both hold.
+EXPRESSION_GAIN = 2.0
 
 
 def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
@@ -48,9 +50,9 @@ class Decoder(nn.Module):
     """Bilinear decoder: per-Gaussian features (N, F) times per-frame bases (B, F, outputs).
 
     Each category's code goes through its own MLP to a (F x outputs) basis; the bases of all categories
-    and a linear expression basis are summed. A Gaussian's deltas are its feature vector applied to that
-    sum. So (1) categories compose additively by construction (setting hair and glasses together adds
-    both effects), (2) a category only changes Gaussians whose features respond to its basis, which
+    and a linear expression basis are summed, and a Gaussian's deltas are its feature vector applied to
+    that sum. So (1) categories compose additively by construction (setting hair and glasses together
+    adds both effects), (2) a category only changes Gaussians whose features respond to its basis, which
     training makes the category's region, and (3) per-frame work is a few tiny MLPs plus one
     (B, N, F) x (F, outputs) product, cheap enough for 100k Gaussians in a millisecond.
     """
@@ -70,19 +72,23 @@ class Decoder(nn.Module):
         nn.init.zeros_(self.weights[-1])
         nn.init.zeros_(self.expression.weight)
 
-    def bases(self, codes: torch.Tensor, expressions: torch.Tensor) -> torch.Tensor:
-        """codes (B, C, D), expressions (B, E) -> summed bases (B, F, outputs)."""
+    def category_bases(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, C, D) -> summed category bases (B, F, outputs)."""
         h = codes.transpose(0, 1)  # (C, B, D)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
-        total = h.sum(0) + self.expression(expressions * EXPRESSION_GAIN)
-        return total.reshape(-1, self.feature_dim, self.outputs)
+        return h.sum(0).reshape(-1, self.feature_dim, self.outputs)
+
+    def expression_basis(self, expressions: torch.Tensor) -> torch.Tensor:
+        """expressions (B, E) -> (B, F, outputs)."""
+        return self.expression(expressions * EXPRESSION_GAIN).reshape(-1, self.feature_dim, self.outputs)
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (N, F), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
-        out = torch.einsum("nf,bfo->bno", features, self.bases(codes, expressions))
+        bases = self.category_bases(codes) + self.expression_basis(expressions)
+        out = torch.einsum("nf,bfo->bno", features, bases)
         return dict(zip([name for name, _ in OUTPUTS], out.split([size for _, size in OUTPUTS], dim=-1)))
 
 

@@ -119,7 +119,7 @@ def make_optimizer(model: AvatarModel, config) -> torch.optim.Optimizer:
     groups = [{"params": [getattr(model, attribute)], "lr": config.means_lr if name == "means" else config.lr,
                "name": name} for name, attribute in GAUSSIAN_PARAMS.items()]
     groups += [
-        {"params": list(model.decoder.parameters()) + list(model.position_features.parameters()),
+        {"params": [*model.decoder.parameters(), *model.position_features.parameters()],
          "lr": config.decoder_lr, "name": "decoder"},
         {"params": list(model.codes.parameters()), "lr": config.code_lr, "name": "codes"},
     ]

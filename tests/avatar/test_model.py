@@ -109,7 +109,7 @@ def test_sample_fit_and_api_errors(trained_run):
     dataset = read_dataset(trained_run)
     region = _region(dataset, "hair").astype(np.float32)
     target = avatar.render({"hair": 2}, background=(0.5, 0.5, 0.5))
-    code = avatar.fit_code(target, region, "hair", steps=60)
+    code = avatar.fit_code(target, region, "hair")
     fitted = avatar.render({"hair": code}, background=(0.5, 0.5, 0.5))
     source = avatar.render(None, background=(0.5, 0.5, 0.5))
     mask = region > 0

@@ -71,8 +71,8 @@ def test_holdout_and_standalone_checkpoint(small_run):
     list(train(run, tiny_config(**SHORT)))
     holdout = json.loads((RunPaths(run).holdout).read_text())
     every = holdout["every"]
-    # Frames 7 of each 8-frame clip are held out.
-    assert holdout["frames"] and all(frames == [every - 1] for frames in holdout["frames"].values())
+    # Every `every`-th frame of each 8-frame clip is held out (every procedural frame is kept).
+    assert holdout["frames"] and all(frames == list(range(every - 1, 8, every)) for frames in holdout["frames"].values())
     shutil.rmtree(run / "dataset")  # an avatar renders from its run folder without the dataset
     avatar = Avatar.load(run, "cpu")
     image = avatar.render({"hair": "hair_b"}, yaw=10, expression={"jaw_open": 0.5}, size=48)

@@ -14,7 +14,7 @@ HELD_OUT_BLENDS = (0.35, 0.65)
 
 
 def toy_config():
-    return build_config("tiny", overrides={"device": "cpu", "avatar.steps": 300, "avatar.checkpoint_every": 1000,
+    return build_config("tiny", overrides={"device": "cpu", "avatar.steps": 200, "avatar.checkpoint_every": 1000,
                                            "avatar.preview_every": 1000})
 
 

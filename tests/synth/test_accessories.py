@@ -46,7 +46,12 @@ def test_frame_zero_is_the_edit(obama):
         alone = animator.animate(acc.under_image, acc.under_matte, MotionScript(
             np.zeros(1), np.zeros(1), np.zeros((1, len(EXPRESSION_NAMES))), animator.pivot, animator.fov_deg)).images[0]
         exact = np.abs(alone - (acc.under_image * acc.under_matte[..., None] + 1 - acc.under_matte[..., None])).max(-1) < 2e-3
+        # The edit blends a partly covered pixel's share of accessory over the head's soft matte edge;
+        # the splatter draws the nearer surface alone there.
+        _, share = animator.accessory_part(acc)
+        blended = (share > 0.01) & (share < 0.99) & (acc.under_matte > 0.01) & (acc.under_matte < 0.99)
         changed = ((np.abs(edit.image - input_image(portrait)).max(-1) > 0) | (edit.matte != portrait.matte)) & exact
+        changed &= ~blended
         assert changed.sum() > 50
         np.testing.assert_allclose(frame[changed], expected[changed], atol=2e-3)
 

@@ -16,8 +16,8 @@ from perse.synth.edit.parametric import ParametricEditor
 from perse.synth.interp import morph
 from perse.synth.run import resize_portrait
 
-OVERRIDES = {"synth.categories": "hair,glasses", "synth.values": 1, "synth.frames": 4, "synth.size": 64,
-             "synth.interp_ts": "0.25,0.75"}
+OVERRIDES = {"synth.categories": "hair,glasses", "synth.values": 1, "synth.holdout_looks": 1, "synth.frames": 4,
+             "synth.size": 64, "synth.interp_ts": "0.25,0.75"}
 
 
 @pytest.fixture
@@ -35,13 +35,17 @@ def test_run_synth_writes_a_valid_dataset_and_skips_it_next_time(run_dir):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert all(e.image is None or (run_dir / e.image).exists() for e in events)
     clip_events = [e for e in events if "kept" in e.metrics and "clip" in e.metrics]
-    assert len(clip_events) == 3
+    assert len(clip_events) == 5
 
     dataset = read_dataset(run_dir)
     meta = dataset.meta
     assert set(meta.categories) == {"hair", "glasses"}
-    assert all(labels[0] == "source" and len(labels) == 2 for labels in meta.categories.values())
-    assert sorted(dataset.clips) == ["glasses-1", "hair-1", "source"]
+    assert all(labels[0] == "source" and len(labels) == 3 for labels in meta.categories.values())
+    assert sorted(dataset.clips) == ["glasses-1", "glasses-2", "hair-1", "hair-2", "source"]
+    # The last look of each category is held out: animated, but never trained on nor paired.
+    assert sorted(clip.id for clip in dataset.held_out_looks) == ["glasses-2", "hair-2"]
+    assert all(len(labels) == 2 for labels in dataset.trained_categories.values())
+    assert not any(dataset.clips[p.clip_b].holdout for p in meta.pairs)
     pivot = np.asarray(meta.extra["pivot"])
     for clip in meta.clips:
         assert len(clip.frames) == 4
@@ -105,9 +109,9 @@ def test_cli_writes_the_dataset_and_reports_bad_input(run_dir, capsys):
     assert code == 0
     assert "dataset written" in capsys.readouterr().err
     assert read_dataset(run_dir).meta.categories["lips"][0] == "source"
-    code = main(["synth", str(run_dir), "--preset", "tiny", "--categories", "lips", "--values", "9", "--force"])
+    code = main(["synth", str(run_dir), "--preset", "tiny", "--categories", "lips", "--frames", "0", "--force"])
     assert code == 2
-    assert "Lower --values" in capsys.readouterr().err
+    assert "a clip needs at least one frame" in capsys.readouterr().err
 
 
 def test_cancel_stops_between_clips_and_leaves_no_dataset(run_dir):
@@ -135,8 +139,13 @@ def test_morph_targets_and_odd_sizes_through_run_synth(run_dir):
     (pair,) = dataset.meta.pairs
     assert pair.clip_a == "source" and pair.clip_b == "lips-1" and pair.t == 0.5
     lips = dataset.pair_mask(pair) > 0.5
-    source = dataset.frame_image(dataset.clips["source"], dataset.clips["source"].frames[0])
-    edited = dataset.frame_image(dataset.clips["lips-1"], dataset.clips["lips-1"].frames[0])
+    portrait = resize_portrait(Portrait.load(run_dir), 72)
+    config = build_config("tiny", overrides=overrides)
+    look = ParametricEditor(seed=config.seed).edit(portrait, CATALOG["lips"], CATALOG["lips"].value(
+        dataset.clips["lips-1"].value))
+    background = np.asarray(dataset.meta.extra["background"])
+    source = portrait.image / 255.0 * portrait.matte[..., None] + (1 - portrait.matte[..., None]) * background
+    edited = look.image * look.matte[..., None] + (1 - look.matte[..., None]) * background
     middle = dataset.pair_image(pair)
     # Halfway between the unedited and the lipstick look where the lips are.
     between = np.abs(middle - source)[lips].mean() / max(np.abs(edited - source)[lips].mean(), 1e-6)

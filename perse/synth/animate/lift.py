@@ -438,6 +438,29 @@ class LiftAnimator:
         return ClipFrames(np.concatenate(images), np.concatenate(alphas), viewmats, script.expressions.copy(),
                           self.project_landmarks(viewmats, script.expressions))
 
+    @torch.no_grad()
+    def accessory_part(self, accessory: "Accessory") -> tuple[np.ndarray, np.ndarray]:
+        """The accessory's part of the frontal neutral frame it is drawn in with the head lifted from
+        `accessory.under_image` / `under_matte`: its premultiplied colour (S, S, 3) and the share of each
+        pixel it covers (S, S). The render is linear in the colours, so drawing every head Gaussian black
+        leaves the accessory's contribution alone (the head still hides what lies behind it), and drawing
+        the accessory white as well measures its share."""
+        means, fields, quats, scales, opacities, colors, _ = self._tensors(accessory.under_image, accessory.under_matte)
+        *scene, colors, surfaces, overlay = self._with_accessory(means, fields, quats, scales, opacities, colors,
+                                                                 accessory)
+        frontal = MotionScript(np.zeros(1), np.zeros(1), np.zeros((1, len(EXPRESSION_NAMES))), self.pivot,
+                               self.fov_deg)
+        background = torch.tensor(self.background, device=self.device)
+        head = len(means)
+
+        def draw(accessory_colors: torch.Tensor) -> torch.Tensor:
+            out = self._render(*scene, torch.cat([torch.zeros_like(colors[:head]), accessory_colors]),
+                               frontal.viewmats(), frontal.expressions, surfaces, overlay)
+            return out.rgb[0] - (1 - out.alpha[0, ..., None]) * background
+
+        own, share = draw(colors[head:]), draw(torch.ones_like(colors[head:])).mean(-1)
+        return own.cpu().numpy(), share.clamp(0, 1).cpu().numpy()
+
     def project_landmarks(self, viewmats: np.ndarray, expressions: np.ndarray) -> np.ndarray:
         geo = self.geometry
         moved = geo.landmarks[None] + np.einsum("te,enc->tnc", expressions, geo.landmark_fields)

@@ -35,12 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-import cv2
 import numpy as np
 
 from perse.core import camera as cam
 from perse.synth import face as F
-from perse.synth.animate.lift import _quat_from_matrix
 from perse.synth.lighting import Lighting
 
 if TYPE_CHECKING:
@@ -89,8 +87,10 @@ class _Surface:
     opacity: float = 1.0
     gloss: float = 0.0
     translucent: bool = False
-    # Whether the head may be shaded by it (a see-through lens casts no contact shadow).
-    occludes: bool = True
+    # How much it darkens the head nearby (ambient occlusion), in [0, 1]: a part narrower than the
+    # reach of contact shadows hides a proportionally smaller share of the sky, so a thin frame shades
+    # faintly and a part growing from nothing shades from nothing; a see-through lens not at all.
+    contact: float = 1.0
     # Normals that decide whether a sample can ever face the camera: a knit's ribs tilt the shading
     # normals enough that culling by them would leave a comb of samples on the hat's far side.
     facing: np.ndarray | None = None
@@ -252,7 +252,7 @@ def _part(head: Head, points: np.ndarray, normals: np.ndarray, albedo: np.ndarra
     in as a pixel-wide line."""
     coverage = float(np.clip(width / head.pixel, 0.0, 1.0))
     return _Surface(points, normals, np.tile(np.asarray(albedo, np.float64), (len(points), 1)), coverage, gloss,
-                    translucent=coverage < 1)
+                    translucent=coverage < 1, contact=float(np.clip(width / (CONTACT_REACH * head.unit), 0.0, 1.0)))
 
 
 # --- the accessories ---------------------------------------------------------------------------------
@@ -473,7 +473,7 @@ def _glasses(head: Head, spec: dict[str, Any]) -> _Build:
         # A clear lens shows a faint reflection of the room (light grey); a tinted one its tint.
         lens_albedo = (tint * tint_opacity + 0.85 * glare) / max(opacity, 1e-6)
         surfaces.append(_Surface(points, normals, np.tile(np.clip(lens_albedo, 0, 1), (len(points), 1)), opacity,
-                                 gloss=0.5, translucent=True, occludes=False))
+                                 gloss=0.5, translucent=True, contact=0.0))
         phis = np.linspace(0, 2 * np.pi, 241)
         rim = outline(phis, 0.5 * frame)
         radial = _unit(rim - outline(phis, 0.0) + 1e-12)
@@ -616,31 +616,24 @@ def _shade(surface: _Surface, head: Head) -> np.ndarray:
     return np.clip(color, 0, 1)
 
 
-def _contact_shadow(head: Head, occluders: np.ndarray) -> np.ndarray:
-    """Ambient occlusion of the head near the accessory: 1 - darkness, falling off over CONTACT_REACH."""
+def _contact_shadow(head: Head, surfaces: list[_Surface], shown: np.ndarray) -> np.ndarray:
+    """Ambient occlusion of the shown head pixels (`shown`, (S, S) bool) near the accessory, in [0, 1]:
+    each surface's `contact`, falling off over CONTACT_REACH."""
     from scipy.spatial import cKDTree
 
     reach = CONTACT_REACH * head.unit
     P = head.points.reshape(-1, 3)
     occlusion = np.zeros(len(P))
-    if len(occluders):
+    # One nearest-neighbour query per contact strength (a hat's sheets share one, a pair of glasses'
+    # rims and temples a few), so a faint part never masks a strong one beside it.
+    for contact in sorted({s.contact for s in surfaces if s.contact > 0 and len(s.points)}):
+        occluders = np.concatenate([s.points for s in surfaces if s.contact == contact])
         lo, hi = occluders.min(0) - reach, occluders.max(0) + reach
-        near = np.flatnonzero(np.all((P >= lo) & (P <= hi), axis=1) & (head.matte.reshape(-1) > 0.02))
-        distance, _ = cKDTree(occluders).query(P[near], distance_upper_bound=reach)
-        occlusion[near] = np.clip(1 - distance / reach, 0, 1) ** 2
+        near = np.flatnonzero(np.all((P >= lo) & (P <= hi), axis=1) & shown.reshape(-1))
+        # An unbalanced tree builds in half the time and answers these few queries as fast.
+        distance, _ = cKDTree(occluders, balanced_tree=False).query(P[near], distance_upper_bound=reach)
+        occlusion[near] = np.maximum(occlusion[near], contact * np.clip(1 - distance / reach, 0, 1) ** 2)
     return occlusion.reshape(head.size, head.size)
-
-
-def footprint(accessory: Accessory, K: np.ndarray, pivot: np.ndarray, fov_deg: float) -> np.ndarray:
-    """(S, S) bool: the pixels the accessory's samples land on in the frontal view."""
-    size = accessory.under_matte.shape[0]
-    mask = np.zeros((size, size), bool)
-    if len(accessory):
-        uv = cam.project(accessory.means.astype(np.float64), cam.head_pose_viewmat(fov_deg, 0, 0, 0, pivot), K)[:, :2]
-        pixel = np.floor(uv).astype(int)
-        inside = np.all((pixel >= 0) & (pixel < size), axis=1)
-        mask[pixel[inside, 1], pixel[inside, 0]] = True
-    return mask
 
 
 def build_accessory(kind: str, spec: dict[str, Any], head: Head, image: np.ndarray) -> Accessory:
@@ -653,28 +646,30 @@ def build_accessory(kind: str, spec: dict[str, Any], head: Head, image: np.ndarr
         colors = np.concatenate([_shade(s, head) for s in surfaces])
         opacities = np.concatenate([np.full(len(s.points), s.opacity) for s in surfaces])
         translucent = np.concatenate([np.full(len(s.points), s.translucent) for s in surfaces])
-        occludes = np.concatenate([np.full(len(s.points), s.occludes) for s in surfaces])
     else:
         points = normals = colors = np.zeros((0, 3))
-        opacities, translucent, occludes = np.zeros(0), np.zeros(0, bool), np.zeros(0, bool)
+        opacities, translucent = np.zeros(0), np.zeros(0, bool)
     facing = np.concatenate([s.normals if s.facing is None else s.facing for s in surfaces]) if surfaces else normals
     seen = facing[:, 2] < HIDDEN_FACING
-    darkness = CONTACT_DARKNESS * _contact_shadow(head, points[occludes])
-    if build.cast_shadow is not None:
-        darkness = np.maximum(darkness, CAST_DARKNESS * build.cast_shadow)
-    under_image = (np.asarray(image, np.float32) * (1 - darkness[..., None])).astype(np.float32)
     under_matte = head.matte.copy()
     if build.hidden is not None:
         under_matte[build.hidden] = 0.0
+    # Shadows fall on the person (hidden pixels never show), not on the backdrop the matte cuts away.
+    darkness = CONTACT_DARKNESS * _contact_shadow(head, surfaces, under_matte > 0.02)
+    if build.cast_shadow is not None:
+        darkness = np.maximum(darkness, CAST_DARKNESS * build.cast_shadow)
+    darkness = darkness * head.matte
+    under_image = (np.asarray(image, np.float32) * (1 - darkness[..., None])).astype(np.float32)
     points, normals = points[seen], normals[seen]
-    # Surfel frames: two tangents spanning the surface, the normal thin.
-    helper = np.where(np.abs(normals[:, 1:2]) < 0.9, np.array([[0.0, 1.0, 0.0]]), np.array([[1.0, 0.0, 0.0]]))
-    tangent = _unit(np.cross(helper, normals))
-    frames = np.stack([tangent, np.cross(normals, tangent), normals], axis=2)
+    # Surfels are discs, symmetric about their normal: the shortest rotation taking the local z axis to
+    # the normal orients one. Taken to whichever of +-normal has z >= 0 (the same disc), it stays
+    # clear of the singular half-turn, which a normal facing the camera (z near -1) would be.
+    axis = normals * np.where(normals[:, 2:] < 0, -1.0, 1.0)
+    quats = _unit(np.stack([1 + axis[:, 2], -axis[:, 1], axis[:, 0], np.zeros(len(axis))], 1))
     spread = 0.6 * head.spacing
     return Accessory(
         means=points.astype(np.float32),
-        quats=_quat_from_matrix(frames).astype(np.float32) if len(points) else np.zeros((0, 4), np.float32),
+        quats=quats.astype(np.float32),
         scales=np.tile(np.array([spread, spread, 0.15 * spread], np.float32), (len(points), 1)),
         opacities=opacities[seen].astype(np.float32),
         colors=colors[seen].astype(np.float32),

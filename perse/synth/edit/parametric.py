@@ -43,11 +43,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from perse.dataset import EXPRESSION_NAMES
 from perse.errors import PerseError
 from perse.synth import face as F
 from perse.synth.animate.lift import LiftAnimator
-from perse.synth.animate.motion import MotionScript
 from perse.synth.catalog import Category, Value
 from perse.synth.edit import EditResult, accessories, check_strength, input_image, region_of
 from perse.synth.lighting import estimate_lighting
@@ -529,6 +527,8 @@ def mix_specs(a: dict[str, Any], b: dict[str, Any], t: float) -> tuple[dict[str,
 
 # Portraits whose lifted head the editor keeps (a run edits one; tests a few).
 LIFTED_CACHE = 4
+# An accessory's share of a pixel below this is rounding in its render: the pixel stays the portrait's.
+SHARE_FLOOR = 1e-4
 
 
 class ParametricEditor:
@@ -576,25 +576,24 @@ class ParametricEditor:
         image = input_image(portrait)
         matte = np.asarray(portrait.matte, np.float32)
         accessory = accessories.build_accessory(category.kind, spec, head, image)
-        frontal = MotionScript(np.zeros(1), np.zeros(1), np.zeros((1, len(EXPRESSION_NAMES))), animator.pivot,
-                               animator.fov_deg)
-        frame = animator.animate(image, matte, frontal, accessory=accessory)
-        rgb, alpha = frame.images[0], frame.alphas[0]
-        # Where the accessory is seen or uncovers the background, the portrait becomes the render; where
-        # it only shades the head, the shaded portrait; elsewhere the input stays exact.
-        seen = accessories.footprint(accessory, animator.K, animator.pivot, animator.fov_deg)
-        seen = cv2.dilate((seen | (accessory.under_matte != matte)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        background = np.asarray(animator.background, np.float32)
-        color = (rgb - (1 - alpha[..., None]) * background) / np.maximum(alpha[..., None], 1e-3)
-        edited = np.where(seen[..., None] & (alpha[..., None] > 1e-3), np.clip(color, 0, 1), accessory.under_image)
-        edited_matte = np.where(seen, alpha, matte)
+        own, share = animator.accessory_part(accessory)
+        # The accessory over the portrait under it (shaded, hidden hair cleared), premultiplied: where it
+        # covers a share of a pixel, the rest is the portrait itself, not the lifted head's frontal
+        # render, which is only close to it. So a part growing from nothing changes the portrait
+        # from nothing, and where the accessory is absent only its shadows do.
+        under, under_matte = accessory.under_image, accessory.under_matte
+        present = share > SHARE_FLOOR
+        composite_matte = share + (1 - share) * under_matte
+        composite = (own + ((1 - share) * under_matte)[..., None] * under) / np.maximum(composite_matte, 1e-6)[..., None]
+        edited = np.where(present[..., None], np.clip(composite, 0, 1), under)
+        edited_matte = np.where(present, composite_matte, under_matte)
         changed = (np.abs(edited - image).max(-1) > 0) | (edited_matte != matte)
         return EditResult(edited.astype(np.float32), region_of(changed.astype(np.float32)),
                           edited_matte.astype(np.float32), accessory)
 
     def _lifted(self, portrait) -> tuple[LiftAnimator, accessories.Head]:
-        """The portrait lifted to 3D (CPU splatter, the renderer whose frontal frame is exactly the
-        portrait) and its accessory fit, built once per portrait: pairs ask from several threads."""
+        """The portrait lifted to 3D (drawn by the CPU splatter) and its accessory fit, built once per
+        portrait: pairs ask from several threads."""
         with self._lock:
             cached = self._heads.get(id(portrait))
             if cached is None or cached[0] is not portrait:
