@@ -583,7 +583,6 @@ def _gap_fillers(points: np.ndarray, fields: np.ndarray, size: int, stride: int)
     an expression at full strength pulls neighbours apart (mouth corners, an opening jaw). One splat
     per pixel leaves holes there that show the background or the mouth interior; a corner splat takes
     the mean position, motion, colour and matte of its four pixels, halving the spacing."""
-    grid = points.shape[0]
     spacing = 2.0 * stride / size
     step_x = np.linalg.norm(np.diff(points, axis=1), axis=-1)  # (G, G-1)
     step_y = np.linalg.norm(np.diff(points, axis=0), axis=-1)  # (G-1, G)

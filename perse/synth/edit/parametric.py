@@ -162,7 +162,9 @@ def _along(texture: np.ndarray, angle: np.ndarray, length: float, start: float =
     dx, dy = np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
     samples = int(np.clip(math.ceil(length / 1.0), 2, 24))
     total = np.zeros_like(texture, dtype=np.float32)
-    for offset in (start + (np.arange(samples) + 0.5) / samples) * length:
+    # Python floats: a float64 numpy scalar would promote the maps to float64 under numpy 2, which
+    # cv2.remap refuses.
+    for offset in ((start + (np.arange(samples) + 0.5) / samples) * length).tolist():
         total += cv2.remap(texture, xx + offset * dx, yy + offset * dy, cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REFLECT)
     return total / samples
