@@ -34,6 +34,7 @@ TURNTABLE_YAW = 35.0  # the issue's hole-free range
 STRIP_FRAMES = 9
 GIF_SIZE = 192
 JPEG_QUALITY = 88
+ENTRY = "entry.json"  # what the page says about one portrait, kept beside its images
 
 
 def save_jpeg(path: Path, image: np.ndarray) -> Path:
@@ -147,15 +148,17 @@ def main() -> int:
 
     config = build_config(args.preset, overrides=[f"device={args.device}", *args.override])
     device = config.resolved_device()
-    entries = {}
     for photo in args.photos:
         run = args.runs / photo.stem
         for event in run_pipeline(photo, run, config):
             if event.fraction in (0.0, 1.0):
                 print(f"{photo.stem}: [{event.stage}] {event.message}", flush=True)
-        entries[photo.stem] = render_portrait(run, args.out / photo.stem, config.seed, device)
+        entry = render_portrait(run, args.out / photo.stem, config.seed, device)
+        (args.out / photo.stem / ENTRY).write_text(json.dumps(entry, indent=1))
         print(f"{photo.stem}: gallery written to {args.out / photo.stem}", flush=True)
-    (args.out / "README.md").write_text(readme(entries, args.preset, device))
+        # The page lists every portrait rendered so far, also by earlier invocations (one portrait each).
+        entries = {path.parent.name: json.loads(path.read_text()) for path in sorted(args.out.glob(f"*/{ENTRY}"))}
+        (args.out / "README.md").write_text(readme(entries, args.preset, device))
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"wrote {args.out / 'README.md'}; gallery {total / 2**20:.1f} MB")
     return 0

@@ -10,10 +10,11 @@ is skipped.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,8 +40,9 @@ from perse.dataset import (
 from perse.errors import PerseError
 from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import Portrait
+from perse.synth.catalog import Value, interpolation_pairs, sample_values
 from perse.synth.catalog import category as get_category
-from perse.synth.catalog import interpolation_pairs, sample_values
+from perse.synth.edit import EditResult
 
 PREVIEW_FRAMES = 8
 
@@ -229,26 +231,48 @@ class _Synthesis:
         yield self._progress(f"source clip: kept {kept}/{count} frames", image=str(preview),
                              metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
 
+    def _edit(self, name: str, value: Value) -> EditResult:
+        with self.timer("edit"):
+            return self.editor.edit(self.portrait, get_category(name), value, 1.0)
+
+    def _edits_ahead(self) -> Iterator[tuple[str, int, Value, EditResult]]:
+        """(category, code, value, edit) for every look in planned order. Edits are CPU work (a 3D hat
+        takes seconds at 512 px) while animating is GPU work, so worker threads edit a few looks ahead
+        of the animator; the window bounds the edits held in memory."""
+        looks = iter([(name, code, value) for name, values in self.chosen.items()
+                      for code, value in enumerate(values, start=1)])
+        pool = ThreadPoolExecutor(self.jobs.workers, thread_name_prefix="synth-edit")
+        ahead: deque = deque()
+        try:
+            while True:
+                for name, code, value in itertools.islice(looks, 2 * self.jobs.workers - len(ahead)):
+                    ahead.append((name, code, value, pool.submit(self._edit, name, value)))
+                if not ahead:
+                    return
+                name, code, value, future = ahead.popleft()
+                yield name, code, value, future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def value_clips(self) -> Iterator[Progress]:
-        """One edited, animated clip per chosen value of every category."""
-        for name, values in self.chosen.items():
-            category = get_category(name)
-            self.edits[name] = [None]
-            for code, value in enumerate(values, start=1):
-                self.cancel.check()
-                with self.timer("edit"):
-                    result = self.editor.edit(self.portrait, category, value, 1.0)
-                self.edits[name].append(result)
-                self.sheet_images.append(result.image)
-                self.sheet_labels.append(value.label)
-                clip_id = f"{name}-{code}"
-                kept, count, preview = self.animate_clip(clip_id, name, value.label, code, result.image, result.matte,
-                                                         result.accessory)
-                note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
-                if (np.abs(result.image - self.source_image).max(-1) > 2.5 / 255).mean() < 1e-3:
-                    note += f" (the edit changed almost nothing: does the portrait show its {name} region?)"
-                yield self._progress(f"{name} = {value.label}: kept {kept}/{count} frames{note}", image=str(preview),
-                                     metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
+        """One edited, animated clip per chosen look of every category; a category's interpolation targets
+        are queued as soon as its looks are edited, so they are written while later clips animate."""
+        for name, code, value, result in self._edits_ahead():
+            self.cancel.check()
+            self.edits.setdefault(name, [None]).append(result)
+            self.sheet_images.append(result.image)
+            self.sheet_labels.append(value.label)
+            clip_id = f"{name}-{code}"
+            kept, count, preview = self.animate_clip(clip_id, name, value.label, code, result.image, result.matte,
+                                                     result.accessory)
+            note = "" if kept >= count / 4 else " (identity drifted in most frames: check this edit)"
+            if (np.abs(result.image - self.source_image).max(-1) > 2.5 / 255).mean() < 1e-3:
+                note += f" (the edit changed almost nothing: does the portrait show its {name} region?)"
+            yield self._progress(f"{name} = {value.label}: kept {kept}/{count} frames{note}", image=str(preview),
+                                 metrics={"clip": clip_id, "kept": kept, "dropped": count - kept})
+            if code == len(self.chosen[name]):
+                self._queue_pairs(name)
+                yield self._progress(f"{name}: interpolation targets queued ({self.interp})")
 
     def _store_pair(self, pair: Pair, category, options: list, edited: list, a: int, b: int) -> None:
         from perse.synth.interp import morph
@@ -269,23 +293,21 @@ class _Synthesis:
             self.writer.add_pair(pair, _composite(target.image, target.matte, self.background), target.region,
                                  target.matte)
 
-    def pairs(self) -> Iterator[Progress]:
-        """Interpolation targets between the trained codes of each category that `interpolation_pairs`
-        plans (the source look included), at the frontal camera with a neutral expression; held-out looks
-        get none, since a pair would teach them."""
+    def _queue_pairs(self, name: str) -> None:
+        """Interpolation targets of one category between the trained codes `interpolation_pairs` plans (the
+        source look included), at the frontal camera with a neutral expression; held-out looks get none,
+        since a pair would teach them."""
         frontal = cam.head_pose_viewmat(self.portrait.fov_deg, 0.0, 0.0, 0.0, self.animator.pivot).tolist()
         neutral = [0.0] * len(EXPRESSION_NAMES)
-        for name, values in self.chosen.items():
-            category = get_category(name)
-            options = [None] + list(values)
-            for a, b, t in self.pair_plan:
-                self.cancel.check()
-                pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
-                            f"{name}-{b}", t, frontal, neutral)
-                self.pair_order.append(pair.id)
-                self.jobs.submit(self._store_pair, pair, category, options, self.edits[name], a, b)
-                self.done += PAIR_COST
-            yield self._progress(f"{name}: interpolation targets queued ({self.interp})")
+        category = get_category(name)
+        options = [None] + list(self.chosen[name])
+        for a, b, t in self.pair_plan:
+            self.cancel.check()
+            pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
+                        f"{name}-{b}", t, frontal, neutral)
+            self.pair_order.append(pair.id)
+            self.jobs.submit(self._store_pair, pair, category, options, self.edits[name], a, b)
+            self.done += PAIR_COST
 
     def close(self) -> Path:
         """Wait for the writers, order the records as planned, write the contact sheet and meta.json
@@ -316,7 +338,6 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     try:
         yield from job.source_clip()
         yield from job.value_clips()
-        yield from job.pairs()
         sheet = job.close()
     finally:
         job.jobs.close()
