@@ -153,9 +153,11 @@ def ghost(avatar: Avatar, dataset: Dataset, seed: int) -> tuple[dict[str, Any], 
                     worst = {"share": count / faults.numel(), "render": label, "yaw": round(yaw_deg(frame), 1)}
                     worst_image = highlight(rgb[i].cpu().numpy(), faults.cpu().numpy()) if count else None
     ghosts, pixels = (sum(c[k] for c in counts.values()) for k in (0, 1))
+    sets = {name: g / n for name, (g, n) in counts.items()}
+    # The goal holds for each set: pooled, the ~100 clean slider midpoints hid 8 ghostly random samples
+    # (4.8 % of their pixels against 0.4 % pooled, on the H200 gallery runs).
     return {
-        "share": ghosts / pixels, "goal": GHOST_GOAL,
-        "sets": {name: g / n for name, (g, n) in counts.items()},
+        "share": max(sets.values()), "pooled": ghosts / pixels, "goal": GHOST_GOAL, "sets": sets,
         "worst": worst, "renders": len(renders) * len(probes),
         "yaws": [round(yaw_deg(f), 1) for f in probes.values()],
         "alpha_threshold": GHOST_ALPHA, "edge_px": edge,
