@@ -19,6 +19,7 @@ import gradio as gr
 from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
 from perse.app.session import default_root
 from perse.config import PRESETS, build_config
+from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
 from perse.synth.catalog import CATALOG
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -100,8 +101,10 @@ def build(handlers: Handlers) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1):
                     ui["view"] = gr.Image(label="Avatar", interactive=False, height=384, elem_id="avatar-view")
-                    ui["yaw"] = gr.Slider(-30, 30, value=0, step=1, label="Yaw (degrees)", elem_id="yaw")
-                    ui["pitch"] = gr.Slider(-15, 15, value=0, step=1, label="Pitch (degrees)", elem_id="pitch")
+                    # The range the synthetic clips train (perse.synth.animate.motion): beyond it a head is guessed.
+                    ui["yaw"] = gr.Slider(-MAX_YAW, MAX_YAW, value=0, step=1, label="Yaw (degrees)", elem_id="yaw")
+                    ui["pitch"] = gr.Slider(-MAX_PITCH, MAX_PITCH, value=0, step=1, label="Pitch (degrees)",
+                                            elem_id="pitch")
                     for name in EXPRESSIONS:
                         ui[f"expr:{name}"] = gr.Slider(0, 1, value=0, step=0.05, label=name.replace("_", " "),
                                                        elem_id=f"expr-{name}")

@@ -52,8 +52,12 @@ def _hold(phase: np.ndarray, centre: float, plateau: float) -> np.ndarray:
     return 0.5 * (1 + np.cos(np.pi * beyond))
 
 
-def motion_script(frames: int, fov_deg: float, pivot: np.ndarray, max_yaw: float = 35.0,
-                  max_pitch: float = 20.0) -> MotionScript:
+# The head turns the clips show, hence the range an avatar is trained (and hole-free) over.
+MAX_YAW, MAX_PITCH = 35.0, 20.0
+
+
+def motion_script(frames: int, fov_deg: float, pivot: np.ndarray, max_yaw: float = MAX_YAW,
+                  max_pitch: float = MAX_PITCH) -> MotionScript:
     if frames < 1:
         raise ValueError(f"a clip needs at least one frame, got {frames}")
     phase = np.arange(frames, dtype=np.float64) / frames
