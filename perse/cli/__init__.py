@@ -1,5 +1,6 @@
-"""`perse` command line. Each stage registers its own subcommands (a `register(subparsers)` function
-in the module listed below), so the CLI grows with the pipeline without one file knowing every flag."""
+"""`perse` command line. Each command group has its own module in this package (a `register(subparsers)`
+function, listed below), so the CLI grows with the pipeline without one file knowing every flag; all of
+them print progress through `perse.cli.progress`."""
 from __future__ import annotations
 
 import argparse
