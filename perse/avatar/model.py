@@ -50,9 +50,9 @@ class Decoder(nn.Module):
     """Bilinear decoder: per-Gaussian features (N, F) times per-frame bases (B, F, outputs).
 
     Each category's code goes through its own MLP to a (F x outputs) basis; the bases of all categories
-    and a linear expression basis are summed, and a Gaussian's deltas are its feature vector applied to
-    that sum. So (1) categories compose additively by construction (setting hair and glasses together
-    adds both effects), (2) a category only changes Gaussians whose features respond to its basis, which
+    and a linear expression basis are summed. A Gaussian's deltas are its feature vector applied to that
+    sum. So (1) categories compose additively by construction (setting hair and glasses together adds
+    both effects), (2) a category only changes Gaussians whose features respond to its basis, which
     training makes the category's region, and (3) per-frame work is a few tiny MLPs plus one
     (B, N, F) x (F, outputs) product, cheap enough for 100k Gaussians in a millisecond.
     """
@@ -72,23 +72,19 @@ class Decoder(nn.Module):
         nn.init.zeros_(self.weights[-1])
         nn.init.zeros_(self.expression.weight)
 
-    def category_bases(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, C, D) -> summed category bases (B, F, outputs)."""
+    def bases(self, codes: torch.Tensor, expressions: torch.Tensor) -> torch.Tensor:
+        """codes (B, C, D), expressions (B, E) -> summed bases (B, F, outputs)."""
         h = codes.transpose(0, 1)  # (C, B, D)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
-        return h.sum(0).reshape(-1, self.feature_dim, self.outputs)
-
-    def expression_basis(self, expressions: torch.Tensor) -> torch.Tensor:
-        """expressions (B, E) -> (B, F, outputs)."""
-        return self.expression(expressions * EXPRESSION_GAIN).reshape(-1, self.feature_dim, self.outputs)
+        total = h.sum(0) + self.expression(expressions * EXPRESSION_GAIN)
+        return total.reshape(-1, self.feature_dim, self.outputs)
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (N, F), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
-        bases = self.category_bases(codes) + self.expression_basis(expressions)
-        out = torch.einsum("nf,bfo->bno", features, bases)
+        out = torch.einsum("nf,bfo->bno", features, self.bases(codes, expressions))
         return dict(zip([name for name, _ in OUTPUTS], out.split([size for _, size in OUTPUTS], dim=-1)))
 
 

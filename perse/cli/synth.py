@@ -23,8 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from perse.cli import config_from_args
     from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
     from perse.synth import run_synth
@@ -36,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
             args.override.append(f"{key}={value}")
     config = config_from_args(args)
     if args.force:
-        meta = RunPaths(Path(args.run)).dataset_meta
-        meta.unlink(missing_ok=True)
+        RunPaths(args.run).dataset_meta.unlink(missing_ok=True)
     with stop_on_ctrl_c() as cancel:
         ProgressPrinter().show(run_synth(args.run, config, cancel=cancel))
     return 0

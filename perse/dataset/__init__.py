@@ -35,7 +35,6 @@ from perse.errors import DatasetError
 
 VERSION = 3  # 2: pairs carry the person matte of their target; 3: clips carry a holdout flag
 SOURCE = "source"
-META = RunPaths(".").dataset_meta.name
 EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
 
 
@@ -168,9 +167,9 @@ class DatasetWriter:
 
     def __init__(self, run: Path, image_size: int, intrinsics: np.ndarray, categories: dict[str, list[str]],
                  expression_names: Iterable[str] = EXPRESSION_NAMES, extra: dict[str, Any] | None = None):
-        self.root = RunPaths(run).dataset
-        if (self.root / META).exists():
-            (self.root / META).unlink()
+        self.paths = RunPaths(run)
+        self.root = self.paths.dataset
+        self.paths.dataset_meta.unlink(missing_ok=True)
         self.meta = Meta(
             image_size=int(image_size),
             intrinsics=np.asarray(intrinsics, dtype=float).tolist(),
@@ -222,12 +221,12 @@ class DatasetWriter:
             clip.pop("frames")  # per-clip frames.json holds them; meta stays small
         dataset = Dataset(self.root, self.meta)
         validate(dataset, check_files=False)
-        atomic_write_json(self.root / META, data)
+        atomic_write_json(self.paths.dataset_meta, data)
         return dataset
 
 
-def _parse_meta(root: Path) -> Meta:
-    meta_path = root / META
+def _parse_meta(paths: RunPaths) -> Meta:
+    meta_path, root = paths.dataset_meta, paths.dataset
     if not meta_path.exists():
         raise DatasetError(f"{meta_path} is missing: the dataset was never finished; run `perse synth` on this run")
     try:
@@ -301,8 +300,8 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
 
 
 def read_dataset(run: Path, check_files: bool = True) -> Dataset:
-    root = RunPaths(run).dataset
-    dataset = Dataset(root, _parse_meta(root))
+    paths = RunPaths(run)
+    dataset = Dataset(paths.dataset, _parse_meta(paths))
     validate(dataset, check_files=check_files)
     return dataset
 
