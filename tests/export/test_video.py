@@ -29,3 +29,20 @@ def test_trained_avatar_exports(trained_run, tmp_path):
     assert len(iio.mimread(mp4, format="FFMPEG")) == 6
     with pytest.raises(PerseError, match="choose a .mp4 or .gif"):
         write_video(tmp_path / "x.avi", spin)
+
+
+def test_gif_keeps_the_colours_of_every_frame(tmp_path):
+    """One palette serves the whole animation: a look whose colour changes along it (grey hair turning
+    red) must keep both ends' colours, not just the first frame's."""
+    import imageio.v2 as iio
+
+    y, x = np.mgrid[0:96, 0:96] / 95.0
+    face = np.stack([0.55 + 0.3 * x, 0.4 + 0.2 * y, 0.3 + 0.1 * x * y], -1)
+    hair = (y < 0.35)[..., None]
+    frames = [np.where(hair, (1 - t) * np.array([0.4, 0.4, 0.42]) + t * np.array([0.85, 0.1, 0.15]), face)
+              * (0.8 + 0.2 * x[..., None]) for t in np.linspace(0, 1, 20)]
+    back = np.asarray(iio.mimread(write_video(tmp_path / "tint.gif", frames, fps=10)))[..., :3] / 255.0
+    assert back.shape == (20, 96, 96, 3)
+    frames = np.stack(frames)
+    assert np.abs(back - frames).mean(axis=(1, 2, 3)).max() < 0.02
+    assert np.abs(back.mean(axis=(1, 2)) - frames.mean(axis=(1, 2))).max() < 0.02
