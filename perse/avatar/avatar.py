@@ -14,6 +14,7 @@ a value label, a code index or a (latent_dim,) code tensor; unnamed categories k
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
@@ -28,11 +29,35 @@ from perse.core.io import atomic_path
 from perse.core.paths import RunPaths
 from perse.core.render import render, render_batch
 from perse.errors import PerseError
+from perse.synth.catalog import CATALOG, interpolation_pairs
 
 Selection = Union[torch.Tensor, Mapping[str, Any], None]
-# How far a random sample strays from the learned code it starts at, as a fraction of the distance to
-# that code's nearest neighbour (`Avatar.sample`).
-SAMPLE_SPREAD = 0.15
+# `Avatar.sample`: a random look changes each category with this probability (at least one always
+# changes). All eight at once make a costume rather than a person, and each category's small side
+# effects on the face add up (darkened skin, stray splats).
+SAMPLE_CHANGE = 0.5
+# How far along a trained path (`trained_paths`) from a learned look a sample may stop.
+SAMPLE_SPREAD = 0.4
+
+
+# What every checkpoint holds (perse.avatar.train.Trainer.state); `load_checkpoint` refuses a file without.
+CHECKPOINT_KEYS = ("model", "config", "categories", "expression_names", "image_size", "intrinsics")
+# The head turns an avatar can be rendered at: any yaw, and pitch up to looking straight down or up.
+# (The clips train +-MAX_YAW/MAX_PITCH of perse.synth.animate.motion; beyond that the head is guessed.)
+YAW_RANGE, PITCH_RANGE = (-180.0, 180.0), (-90.0, 90.0)
+# Expression controls are trained from 0 (neutral) to 1 (full strength) (perse.synth.animate.motion).
+EXPRESSION_RANGE = (0.0, 1.0)
+MAX_RENDER_SIZE = 4096
+
+
+def _in_range(what: str, value: Any, bounds: tuple[float, float]) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and bounds[0] <= number <= bounds[1]):
+        raise PerseError(f"{what} must be a number in [{bounds[0]:g}, {bounds[1]:g}], got {value!r}")
+    return number
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -42,19 +67,34 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
+    """A checkpoint is data: only tensors and plain containers, numbers and strings are unpickled
+    (`weights_only`), so a crafted file cannot run code when a run folder is opened."""
     if not path.exists():
         raise PerseError(f"{path} is missing: this run has no trained avatar yet; run `perse train {path.parent.parent}`")
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PerseError(f"{path}: refused to load: it holds Python objects, not only tensors and plain data, "
+                         "so opening it could run code (a PERSE checkpoint never does). Do not use run folders "
+                         "from untrusted sources; delete it and re-run `perse train`") from exc
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise PerseError(f"{path}: not a readable PERSE avatar checkpoint ({exc}); delete it and re-run "
                          "`perse train`") from exc
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise PerseError(f"{path}: not a PERSE avatar checkpoint (it lacks {', '.join(missing)}); delete it "
+                         "and re-run `perse train`")
+    return state
 
 
 def model_from_state(state: dict[str, Any], device: str = "cpu") -> AvatarModel:
     config = config_from_dict(state["config"])
-    n = state["model"]["means"].shape[0]
-    counts = {name: len(values) for name, values in state["categories"].items()}
+    try:
+        n = state["model"]["means"].shape[0]
+        counts = {name: len(values) for name, values in state["categories"].items()}
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise PerseError(f"this avatar checkpoint is malformed ({exc!r} in its model or categories); re-run "
+                         "`perse train` on its run folder") from exc
     zeros = torch.zeros(n, 3)
     model = AvatarModel(config.avatar, counts, len(state["expression_names"]), zeros, zeros + 0.5, zeros[:, :1] + 1,
                         seed=config.seed)
@@ -154,9 +194,10 @@ class Avatar:
         return self.model.codes[self._category(category)].detach()
 
     def slider_code(self, category: str, position: float) -> torch.Tensor:
-        """Slider position p in [0, n-1] -> the blend of codes floor(p) and ceil(p) (clamped to the ends)."""
+        """Slider position p in [0, n-1] -> the blend of codes floor(p) and ceil(p); outside, a PerseError."""
+        self._category(category)
         last = len(self.categories[category]) - 1
-        position = min(max(float(position), 0.0), float(last))
+        position = _in_range(f"the '{category}' slider position", position, (0.0, float(last)))
         low = int(math.floor(position))
         high = min(low + 1, last)
         t = position - low
@@ -172,25 +213,37 @@ class Avatar:
         norm = z.norm()
         return code.to(mean) if norm <= radius else mean + std * z * (radius / norm)
 
-    def sample(self, seed: int = 0, categories: list[str] | None = None, base: Selection = None) -> torch.Tensor:
-        """A random latent from a prior fitted on the learned codes: a mixture of small Gaussians, one
-        around each code. Each listed category (default all) picks one of its codes at random and moves
-        away from it by a Gaussian step of SAMPLE_SPREAD times the distance to its nearest other code.
+    def trained_paths(self, category: str, code: int) -> list[int]:
+        """The codes that `code` has 2D in-between targets with (the synth stage's pair plan)."""
+        pairs = interpolation_pairs(len(self.categories[category]) - 1, self.config.synth.interp_ts)
+        return sorted({b for a, b, _ in pairs if a == code} | {a for a, b, _ in pairs if b == code})
 
-        Samples stay next to a look the decoder was trained on: an accessory is either there or not.
-        (Convex mixes of all codes, the former prior, land between unrelated looks, where the decoder
-        draws half-transparent ghosts of several at once.)
+    def sample(self, seed: int = 0, categories: list[str] | None = None, base: Selection = None) -> torch.Tensor:
+        """A random latent from the learned prior: the learned looks and the trained paths between them.
+
+        Of the listed categories (default all), each changes with probability SAMPLE_CHANGE (a single
+        listed category always does): it takes one of its learned looks at random and, unless it is an
+        accessory, moves from it along one of its trained paths by up to SAMPLE_SPREAD. So a sample is
+        a look the decoder was trained to draw: a hat is either worn or not, never a ghost. (Points off
+        these paths, such as convex mixes of all codes or Gaussian steps around one, get no supervision
+        and the decoder draws half-transparent blends of several looks there.)
         """
         generator = torch.Generator().manual_seed(seed)
         latent = self.latent(base)
-        for name in categories or list(self.categories):
+        names = categories or list(self.categories)
+        changed = [name for name in names if float(torch.rand((), generator=generator)) < SAMPLE_CHANGE]
+        if len(names) == 1 or not changed:
+            changed = [names[int(torch.randint(len(names), (), generator=generator))]]
+        for name in changed:
             codes = self.learned_codes(name)
-            pick = int(torch.randint(len(codes), (1,), generator=generator))
+            # A change is to a look other than the source (keeping it is the other branch).
+            pick = 1 + int(torch.randint(len(codes) - 1, (), generator=generator)) if len(codes) > 1 else 0
             code = codes[pick]
-            if len(codes) > 1:
-                gap = torch.cat([codes[:pick], codes[pick + 1:]]).sub(code).norm(dim=1).min()
-                step = torch.randn(code.shape, generator=generator).to(code) / math.sqrt(code.numel())
-                code = code + SAMPLE_SPREAD * gap * step
+            t = float(torch.rand((), generator=generator)) * SAMPLE_SPREAD
+            paths = self.trained_paths(name, pick)
+            if paths and not (name in CATALOG and CATALOG[name].accessory):
+                other = paths[int(torch.randint(len(paths), (), generator=generator))]
+                code = (1 - t) * code + t * codes[other]
             latent = self.with_code(latent, name, code)
         return latent
 
@@ -202,12 +255,14 @@ class Avatar:
             unknown = set(expression) - set(self.expression_names)
             if unknown:
                 raise PerseError(f"unknown expression(s) {sorted(unknown)}; known: {', '.join(self.expression_names)}")
-            values = [float(expression.get(name, 0.0)) for name in self.expression_names]
+            values = [expression.get(name, 0.0) for name in self.expression_names]
         else:
-            values = [float(v) for v in expression]
+            values = list(expression)
             if len(values) != len(self.expression_names):
                 raise PerseError(f"expression needs {len(self.expression_names)} values "
                                  f"({', '.join(self.expression_names)}), got {len(values)}")
+        values = [_in_range(f"expression '{name}'", value, EXPRESSION_RANGE)
+                  for name, value in zip(self.expression_names, values)]
         return torch.tensor(values, device=self.device)
 
     def gaussians(self, selection: Selection = None, expression=None) -> Gaussians:
@@ -230,6 +285,12 @@ class Avatar:
         `selection` is a latent or {category: value}; yaw/pitch in degrees (positive yaw turns the face
         to the image's left); `expression` is {name: value} or a full vector.
         """
+        yaw, pitch = _in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE)
+        if size is not None:
+            number = _in_range("size", size, (1, MAX_RENDER_SIZE))
+            if not number.is_integer():
+                raise PerseError(f"size must be a whole number of pixels in [1, {MAX_RENDER_SIZE}], got {size!r}")
+            size = int(number)
         out = render(self.gaussians(selection, expression), self.camera(yaw, pitch, size), background,
                      backend=self.config.avatar.renderer)
         return out.rgb.clamp(0, 1).cpu().numpy()

@@ -28,6 +28,10 @@ import numpy as np
 
 from perse.errors import ConfigError
 
+# Kinds drawn as 3D objects worn on the head (perse/synth/edit/accessories.py): a look either has
+# one or not, so a random look never stops halfway between two of them.
+ACCESSORY_KINDS = ("hat", "glasses", "earrings", "headphones")
+
 RGB = tuple[float, float, float]
 
 
@@ -110,6 +114,10 @@ class Category:
     # Continuous looks (module docstring): spec field -> range, and the label template over them.
     ranges: dict[str, Range] = field(default_factory=dict)
     label: str = ""
+
+    @property
+    def accessory(self) -> bool:
+        return self.kind in ACCESSORY_KINDS
 
     def value(self, label: str) -> Value:
         for value in self.values:
@@ -374,8 +382,10 @@ def sample_values(categories: Iterable[str], count: int, seed: int) -> dict[str,
     return chosen
 
 
-# Interpolation targets per category at the default 3 looks: every pair of the 4 codes x 5 t values.
-PAIR_TARGETS = 30
+# Interpolation targets per category: every pair of the codes at every t while they fit (3 looks:
+# 6 pairs x 5 t); with the dense catalog's 12 looks, two t values on each of its 23 paths. At one t a
+# path the avatar learned one in-between and cross-faded around it (a hat half transparent at t=0.57).
+PAIR_TARGETS = 48
 
 
 def interpolation_pairs(looks: int, ts: Iterable[float]) -> list[tuple[int, int, float]]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from perse.avatar.avatar import Avatar
+from perse.avatar.avatar import SAMPLE_SPREAD, Avatar
 from perse.dataset import read_dataset
 from perse.errors import PerseError
 from perse.testing.training import training_frame_psnr
@@ -90,20 +90,33 @@ def test_sample_fit_and_api_errors(trained_run):
     a, b = avatar.sample(seed=1), avatar.sample(seed=2)
     assert a.shape == (avatar.latent_size,) and not torch.allclose(a, b)
     assert torch.equal(avatar.sample(seed=1), a)
-    # Samples stay next to one learned code (a present or an absent look, never a blend of several),
-    # and over seeds they visit different codes.
+    # Samples lie on the trained paths, near one end: a learned look, or a short way from it towards
+    # a look it has in-between targets with; over seeds they visit different looks. An accessory
+    # (glasses) is exactly one learned look: worn or not, never a ghost.
     codes = avatar.learned_codes("hair")
-    gaps = torch.cdist(codes, codes) + torch.eye(len(codes)) * 1e9
-    nearest_codes = set()
+    near = set()
     for seed in range(12):
         hair = avatar.sample(seed=seed, categories=["hair"])[: avatar.model.latent_dim]
-        distances = (codes - hair).norm(dim=1)
-        nearest = int(distances.argmin())
-        assert distances[nearest] <= 0.5 * gaps[nearest].min()
-        nearest_codes.add(nearest)
-    assert len(nearest_codes) > 1
-    # Other categories keep the base look.
+        ends = [(a, b) for a in range(len(codes)) for b in avatar.trained_paths("hair", a)]
+        fits = []
+        for a, b in ends:
+            along = codes[b] - codes[a]
+            t = float((hair - codes[a]) @ along / along.dot(along))
+            if 0 <= t <= SAMPLE_SPREAD + 1e-6 and (codes[a] + t * along - hair).norm() < 1e-5:
+                fits.append(a)
+        assert fits, f"seed {seed}: hair sample lies on no trained path"
+        near.update(fits)
+        glasses = avatar.sample(seed=seed, categories=["glasses"]).reshape(len(avatar.categories), -1)[
+            list(avatar.categories).index("glasses")]
+        assert (avatar.learned_codes("glasses") - glasses).norm(dim=1).min() < 1e-6
+    assert len(near) > 1
+    # Sampling every category changes some and keeps the others.
     d = avatar.model.latent_dim
+    source = avatar.latent(None)
+    changed = [[not torch.equal(avatar.sample(seed=s)[c * d:(c + 1) * d], source[c * d:(c + 1) * d])
+                for c in range(len(avatar.categories))] for s in range(12)]
+    assert all(any(row) for row in changed) and not all(all(row) for row in changed)
+    # Other categories keep the base look.
     assert torch.equal(avatar.sample(seed=3, categories=["hair"])[d:], avatar.latent(None)[d:])
     # Fit the hair code to a render of hair code 2: the fitted look matches it inside the hair region.
     dataset = read_dataset(trained_run)

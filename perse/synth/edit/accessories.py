@@ -39,13 +39,14 @@ import numpy as np
 
 from perse.core import camera as cam
 from perse.synth import face as F
+from perse.synth.catalog import ACCESSORY_KINDS
 from perse.synth.lighting import Lighting
 
 if TYPE_CHECKING:
     from perse.ingest.portrait import Portrait
     from perse.synth.animate.lift import HeadGeometry
 
-KINDS = ("hat", "glasses", "earrings", "headphones")
+KINDS = ACCESSORY_KINDS
 # Surfel spacing in frontal pixels: the CPU splatter draws each surfel into the 2 x 2 pixels around it,
 # so a surface sampled a little finer than a pixel renders without gaps at any pose (turning only
 # brings samples closer on screen).
