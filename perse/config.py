@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,23 +18,72 @@ from typing import Any
 from perse.errors import ConfigError
 
 DEFAULT_CATEGORIES = ("hair", "beard", "hat", "glasses", "eyebrows", "lips", "skin", "earrings")
+# Image sizes beyond this would need tens of gigabytes of frames; no preset comes near it.
+MAX_IMAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field allows: [low, high] (either end open or absent) plus `also` values
+    with a meaning of their own (0 = none)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple[float, ...] = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self, integer: bool) -> str:
+        kind = "an integer" if integer else "a number"
+        low, high = _number_text(self.low), _number_text(self.high)
+        if self.low is not None and self.high is not None:
+            text = f"{kind} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {low}"
+        elif self.high is not None:
+            text = f"{kind} {'<' if self.high_open else '<='} {high}"
+        else:
+            text = f"a finite {kind.split()[-1]}"
+        return " or ".join([*(_number_text(v) for v in self.also), text])
+
+
+def _number_text(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def ranged(default: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, also: tuple[float, ...] = ()) -> Any:
+    """A numeric field whose values (each item, for a tuple) must lie in the range; checked by set_value."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open, also)})
+
+
+POSITIVE = {"low": 0, "low_open": True}
 
 
 @dataclass
 class IngestConfig:
-    size: int = 512
+    size: int = ranged(512, 32, MAX_IMAGE_SIZE)
     # Vertical field of view of every camera in the project (perse.core.camera: one camera convention).
-    fov_deg: float = 14.0
+    fov_deg: float = ranged(14.0, 0, 180, low_open=True, high_open=True)
     # Crop side as a multiple of the face height (brow-to-chin): holds hair and a little shoulder.
-    crop_scale: float = 2.6
+    crop_scale: float = ranged(2.6, **POSITIVE)
     # Crop centre below the brow, as a fraction of the face height: leaves room for hair above the head
     # and shows the neck and a little shoulder below the chin.
-    crop_center_below_brow: float = 0.3
-    max_megapixels: float = 40.0
-    min_side: int = 64
+    crop_center_below_brow: float = ranged(0.3, -1.0, 1.0)
+    max_megapixels: float = ranged(40.0, **POSITIVE)
+    min_side: int = ranged(64, 1)
     # A face whose brow-to-chin height is smaller than this (in the original photo) is refused.
-    min_face_px: int = 48
-    matte_feather_px: float = 2.0
+    min_face_px: int = ranged(48, 1)
+    matte_feather_px: float = ranged(2.0, 0)
 
 
 @dataclass
@@ -46,44 +96,48 @@ class SynthConfig:
     identity: str = "dlib"  # "dlib" | "insightface"
     interp: str = "exact"  # "exact" | "morph"
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
-    values: int = 3
+    values: int = ranged(3, 1)
     # Looks per category drawn beyond `values` and kept out of training: the metrics stage fits a code
     # to each (perse.metrics.looks), which says whether the latent space reaches looks it never saw.
-    holdout_looks: int = 2
-    frames: int = 32
-    size: int = 512
+    holdout_looks: int = ranged(2, 0)
+    # Clips that change several categories at once (about half of them, one accessory at most), each
+    # look one of the trained ones: they teach the avatar how looks combine (perse.synth.mix).
+    mixes: int = ranged(24, 0)
+    frames: int = ranged(32, 1)
+    size: int = ranged(512, 32, MAX_IMAGE_SIZE)
     # Frames scoring below this are dropped; None uses the chosen scorer's own same-person threshold
     # (the backends' similarity scales differ: dlib 0.5, ArcFace 0.3).
-    identity_threshold: float | None = None
-    interp_ts: tuple[float, ...] = (1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)
+    identity_threshold: float | None = ranged(None, -1.0, 1.0)  # similarities are cosines
+    interp_ts: tuple[float, ...] = ranged((1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6), 0, 1, low_open=True, high_open=True)
     diffusers_model: str = "stabilityai/stable-diffusion-2-inpainting"
-    diffusers_steps: int = 25
-    diffusers_guidance: float = 7.5
+    diffusers_steps: int = ranged(25, 1)
+    diffusers_guidance: float = ranged(7.5, 0)
     insightface_model: str = ""  # local .onnx path or "hub-repo-id/file.onnx"
 
 
 @dataclass
 class AvatarConfig:
-    num_gaussians: int = 100_000
-    latent_dim: int = 16  # per category
-    decoder_width: int = 128
-    feature_dim: int = 16  # per-Gaussian decoder features (rank of the bilinear decoder)
-    decoder_layers: int = 3
-    pos_freqs: int = 6
-    steps: int = 3000
-    interp_start: float = 0.5  # fraction of steps after which the interpolation loss is added
-    batch_frames: int = 4
-    lr: float = 5e-3  # canonical scales, rotations, opacities and colours
-    means_lr: float = 2e-4  # canonical positions (world units; the head is ~1 unit across)
-    decoder_lr: float = 1e-3
-    code_lr: float = 1e-2
-    lr_final: float = 0.1  # every learning rate decays exponentially to this fraction by the last step
-    ssim_weight: float = 0.2
-    alpha_weight: float = 0.1
-    prior_weight: float = 1e-3
-    prior_std: float = 0.25
-    interp_weight: float = 1.0
-    lpips_weight: float = 0.0
+    num_gaussians: int = ranged(100_000, 1)
+    latent_dim: int = ranged(16, 1)  # per category
+    decoder_width: int = ranged(128, 1)
+    feature_dim: int = ranged(16, 1)  # per-Gaussian decoder features (rank of the bilinear decoder)
+    decoder_layers: int = ranged(3, 1)
+    pos_freqs: int = ranged(6, 0)
+    steps: int = ranged(3000, 1)
+    interp_start: float = ranged(0.5, 0, 1)  # fraction of steps after which the interpolation loss is added
+    batch_frames: int = ranged(4, 1)
+    lr: float = ranged(5e-3, 0)  # canonical scales, rotations, opacities and colours
+    means_lr: float = ranged(2e-4, 0)  # canonical positions (world units; the head is ~1 unit across)
+    decoder_lr: float = ranged(1e-3, 0)
+    code_lr: float = ranged(1e-2, 0)
+    # Every learning rate decays exponentially to this fraction by the last step (0 would stop at step 1).
+    lr_final: float = ranged(0.1, 0, 1, low_open=True)
+    ssim_weight: float = ranged(0.2, 0, 1)  # of the image loss; L1 has the rest
+    alpha_weight: float = ranged(0.1, 0)
+    prior_weight: float = ranged(1e-3, 0)
+    prior_std: float = ranged(0.25, **POSITIVE)
+    interp_weight: float = ranged(1.0, 0)
+    lpips_weight: float = ranged(0.0, 0)
     densify: bool = True
     # Backends by name (perse.core.render.RENDERERS, perse.avatar.densify.DENSIFIERS); "auto" picks by
     # device: gsplat and gsplat's MCMC strategy on CUDA, the torch compositor and gradient relocation on CPU.
@@ -92,33 +146,34 @@ class AvatarConfig:
     # Densify and prune at a fixed budget: every densify_every steps (until densify_until of the run),
     # Gaussians fainter than prune_opacity move to where they help (perse/avatar/densify.py: gsplat's
     # MCMC strategy on CUDA, the largest position gradients on CPU).
-    densify_every: int = 100
-    densify_until: float = 0.7
-    prune_opacity: float = 0.01
-    pair_batch: int = 2  # interpolation pairs per step in stage 2
-    checkpoint_every: int = 500
-    preview_every: int = 250
-    holdout_every: int = 8  # every n-th frame of a clip is held out for metrics
+    densify_every: int = ranged(100, 1)
+    densify_until: float = ranged(0.7, 0, 1)
+    prune_opacity: float = ranged(0.01, 0, 1, high_open=True)
+    pair_batch: int = ranged(2, 1)  # interpolation pairs per step in stage 2
+    checkpoint_every: int = ranged(500, 1)
+    preview_every: int = ranged(250, 1)
+    # Every n-th frame of a clip is held out for metrics; 0 holds none out, 1 would leave none to train on.
+    holdout_every: int = ranged(8, 2, also=(0,))
 
 
 @dataclass
 class ExportConfig:
-    fps: int = 24
-    interp_frames: int = 24
-    turntable_frames: int = 48
-    web_ply_max_gaussians: int = 60_000
+    fps: int = ranged(24, 1, 120)
+    interp_frames: int = ranged(24, 1)
+    turntable_frames: int = ranged(48, 1)
+    web_ply_max_gaussians: int = ranged(60_000, 1)
     # Turntable formats: GIF plays everywhere (and in the report); MP4 needs imageio-ffmpeg's encoder.
     turntable_formats: tuple[str, ...] = ("gif", "mp4")
     # GIFs are for sharing and previews; encoding them is the export's cost (palette per frame), so
     # they are rendered at most this large. MP4s keep the training size.
-    gif_size: int = 256
+    gif_size: int = ranged(256, 16, MAX_IMAGE_SIZE)
 
 
 @dataclass
 class PipelineConfig:
     preset: str = "fast"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**32 - 1)  # what every generator (numpy, torch) accepts
     ingest: IngestConfig = field(default_factory=IngestConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
@@ -143,6 +198,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "synth.categories": ("hair", "glasses", "lips"),
         "synth.values": 2,
         "synth.frames": 8,
+        "synth.mixes": 2,
         "avatar.num_gaussians": 1500,
         "avatar.steps": 200,
         "avatar.decoder_width": 64,
@@ -209,6 +265,31 @@ def _field_types(obj: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(obj))
 
 
+def _check_range(key: str, value: Any, spec: dataclasses.Field) -> None:
+    """NaN, infinities and values outside the field's range are refused with the range named."""
+    allowed: Range = spec.metadata.get("range", Range())
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is None or isinstance(item, (bool, str)) or not isinstance(item, (int, float)):
+            continue
+        integer = isinstance(item, int)
+        if not math.isfinite(item):
+            raise ConfigError(f"config key '{key}': {item!r} is not a finite number; allowed: "
+                              f"{allowed.describe(integer)}")
+        if item not in allowed:
+            raise ConfigError(f"config key '{key}': {item!r} is out of range; allowed: {allowed.describe(integer)}")
+
+
+def check_config(config: PipelineConfig) -> None:
+    """Every numeric field in its range: for configs built or changed in Python rather than by build_config."""
+    for section in (config, config.ingest, config.synth, config.avatar, config.export):
+        prefix = "" if section is config else next(f.name for f in dataclasses.fields(config)
+                                                   if getattr(config, f.name) is section) + "."
+        for spec in dataclasses.fields(section):
+            value = getattr(section, spec.name)
+            if not dataclasses.is_dataclass(value):
+                _check_range(prefix + spec.name, value, spec)
+
+
 def set_value(config: PipelineConfig, key: str, value: Any) -> None:
     """Set `section.field` (or a top-level field) from a string or JSON value, type-checked."""
     parts = key.split(".")
@@ -222,7 +303,9 @@ def set_value(config: PipelineConfig, key: str, value: Any) -> None:
     if name not in types or dataclasses.is_dataclass(getattr(target, name)):
         known = ", ".join(sorted(n for n in types if not dataclasses.is_dataclass(getattr(target, n))))
         raise ConfigError(f"unknown config key '{key}'; known keys here: {known}")
-    setattr(target, name, _coerce(value, types[name], key))
+    value = _coerce(value, types[name], key)
+    _check_range(key, value, next(f for f in dataclasses.fields(target) if f.name == name))
+    setattr(target, name, value)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -2,28 +2,43 @@
 `Progress` events that the CLI and the app both consume.
 
 Each stage's inputs (the photo's bytes, its own config section, the previous stage's key) are hashed
-into a key stored in `<run>/stages.json` once the stage has finished. A re-run skips every stage whose
-key is unchanged and whose outputs still validate, and resumes training from its last checkpoint, so an
-interrupted or cancelled run continues where it stopped.
+into a key. A run folder is changed as a transaction (docs/architecture.md section 3):
+
+- one writer at a time holds `<run>/.lock` (perse.core.lock);
+- `<run>/.work/` is the run as the stages see it: a stage whose finished outputs are current is linked
+  there (`.work/dataset -> ../dataset`), a stage to redo writes its outputs there for real, and keeps
+  them across an interruption (training resumes from its checkpoint there);
+- when the last stage has finished, the rebuilt outputs are moved over the old ones (a journal in
+  `.work/commit.json` lets an interrupted swap be completed by the next writer), so a failed or
+  interrupted run leaves the previous complete result, report included, as it was;
+- `<run>/stages.json` records the key and a manifest (size and hash of every file) of each finished
+  stage, so an output is called up to date only when it is still what was written.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from perse.config import PipelineConfig
-from perse.core.io import atomic_write_json
+from perse.config import PipelineConfig, check_config
+from perse.core.io import WRITE_REFUSED, atomic_write_json, storage_error
+from perse.core.lock import run_lock
 from perse.core.paths import RunPaths
 from perse.dataset import is_complete
-from perse.errors import InputImageError
+from perse.errors import Cancelled, InputImageError, PerseError
 from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import is_ingested
 
 STAGES = ("ingest", "synth", "train", "export", "metrics")
+# A photo file larger than its decoded pixels at the ingest limit (16-bit RGBA, 8 bytes a pixel, is the
+# largest format the loader reads), plus room for metadata, cannot be a usable photo: refused unread.
+PHOTO_BYTES_PER_PIXEL = 8
+PHOTO_METADATA_BYTES = 16 << 20
+CHUNK = 1 << 20
 
 
 def _hash(*parts: Any) -> str:
@@ -33,56 +48,128 @@ def _hash(*parts: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def _file_hash(path: Path) -> str:
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _photo_hash(photo: Path, config: PipelineConfig) -> str:
+    """The photo's content hash, after checking it is a regular file of plausible size: a FIFO would
+    block the read forever and /dev/zero never ends."""
+    if not photo.exists():
+        raise InputImageError(f"{photo}: no such file; check the path and spelling")
+    if photo.is_dir():
+        raise InputImageError(f"{photo} is a folder, not a photo; pass one image file, e.g. {photo / 'portrait.jpg'}")
+    if not photo.is_file():
+        raise InputImageError(f"{photo} is not a regular file (a device or pipe?); pass a photo file")
+    limit = int(config.ingest.max_megapixels * 1e6 * PHOTO_BYTES_PER_PIXEL) + PHOTO_METADATA_BYTES
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        size = photo.stat().st_size
+        if size == 0:
+            raise InputImageError(f"{photo} is empty (0 bytes); the download or copy probably failed, get the "
+                                  "photo again")
+        if size > limit:
+            raise InputImageError(f"{photo} is {size / 1e6:.0f} MB, more than any photo within the "
+                                  f"{config.ingest.max_megapixels:g} megapixel limit can be ({limit / 1e6:.0f} MB); "
+                                  "downscale or re-compress it first")
+        return _file_digest(photo)
     except OSError as exc:
-        raise InputImageError(f"{path}: cannot read the photo ({exc.strerror}); check the path") from exc
+        raise InputImageError(f"{photo}: cannot read the photo ({exc.strerror}); check the path") from exc
 
 
 def stage_keys(photo: Path, config: PipelineConfig) -> dict[str, str]:
     """What each stage's output depends on; a change upstream invalidates everything downstream."""
     sections = dataclasses.asdict(config)
-    ingest = _hash(_file_hash(photo), sections["ingest"])
+    ingest = _hash(_photo_hash(Path(photo), config), sections["ingest"])
     synth = _hash(ingest, sections["synth"], config.seed)
     train = _hash(synth, sections["avatar"], config.seed)
     export = _hash(train, sections["export"])
     return {"ingest": ingest, "synth": synth, "train": train, "export": export, "metrics": export}
 
 
+def manifest(root: Path, stage: str) -> dict[str, list]:
+    """{relative path: [size, sha256]} of every file a stage wrote under `root`."""
+    files: dict[str, list] = {}
+    for output in RunPaths(root).stage_outputs(stage):
+        found = sorted(p for p in output.rglob("*") if p.is_file()) if output.is_dir() else [output]
+        for path in found:
+            if path.is_file():
+                files[path.relative_to(root).as_posix()] = [path.stat().st_size, _file_digest(path)]
+    return files
+
+
+def matches(root: Path, recorded: dict[str, list]) -> bool:
+    """Every recorded file is still there with its size and content (a truncated file fails)."""
+    for name, (size, digest) in recorded.items():
+        path = root / name
+        try:
+            if path.stat().st_size != size or _file_digest(path) != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 class RunState:
-    """`<run>/stages.json`: for each stage, the key it last started with and the key it finished with."""
+    """`<run>/stages.json`: per stage, the key and manifest of its finished outputs in the run folder
+    (`done`), of those finished in `.work/` but not yet swapped in (`staged`), and the key it last
+    started with there (`started`)."""
 
     def __init__(self, run: Path):
         self.path = RunPaths(run).stages
-        data = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.started: dict[str, str] = data.get("started", {})
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            # Missing or damaged: nothing is known to be finished, so everything is checked and redone.
+            data = {}
+        data = data if isinstance(data, dict) else {}
         self.done: dict[str, str] = data.get("done", {})
+        self.files: dict[str, dict[str, list]] = data.get("files", {})
+        self.staged: dict[str, str] = data.get("staged", {})
+        self.staged_files: dict[str, dict[str, list]] = data.get("staged_files", {})
+        self.started: dict[str, str] = data.get("started", {})
 
-    def _save(self) -> None:
-        atomic_write_json(self.path, {"started": self.started, "done": self.done})
+    def data(self) -> dict[str, Any]:
+        return {"done": self.done, "files": self.files, "staged": self.staged, "staged_files": self.staged_files,
+                "started": self.started}
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data())
 
     def is_done(self, stage: str, key: str) -> bool:
         return self.done.get(stage) == key
 
     def start(self, stage: str, key: str) -> bool:
-        """Record that `stage` starts with `key`; True if outputs it left came from other inputs."""
-        stale = self.started.get(stage, key) != key
+        """Record that `stage` starts in `.work/` with `key`; True if what it left there came from other inputs."""
+        stale = self.started.get(stage) != key
         for later in STAGES[STAGES.index(stage):]:
-            self.done.pop(later, None)
+            self.staged.pop(later, None)
+            self.staged_files.pop(later, None)
         self.started[stage] = key
-        self._save()
+        self.save()
         return stale
 
-    def mark(self, stage: str, key: str) -> None:
-        self.done[stage] = key
-        self._save()
+    def stage(self, stage: str, key: str, files: dict[str, list]) -> None:
+        self.staged[stage] = key
+        self.staged_files[stage] = files
+        self.save()
 
 
 def has_trained_avatar(run: Path) -> bool:
-    """Training writes avatar.ply only after its last step, beside the final checkpoint."""
+    """Training writes avatar.ply only after its last step, beside the final checkpoint, which must load."""
+    from perse.avatar.avatar import load_checkpoint
 
-    return RunPaths(run).checkpoint.exists() and RunPaths(run).avatar_ply.exists()
+    paths = RunPaths(run)
+    if not (paths.checkpoint.exists() and paths.avatar_ply.exists()):
+        return False
+    try:
+        load_checkpoint(paths.checkpoint)
+    except PerseError:
+        return False
+    return True
 
 
 def _logged(events: Iterator[Progress], log: Path) -> Iterator[Progress]:
@@ -110,55 +197,137 @@ def _outputs_valid(stage: str, run: Path, config: PipelineConfig) -> bool:
     return checks[stage](run)
 
 
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+class Workspace:
+    """`<run>/.work/`: the run folder as the stages see it while some of them are rebuilt."""
+
+    def __init__(self, run: Path):
+        self.run = run
+        self.root = RunPaths(run).work
+        self.journal = self.root / "commit.json"
+        self.trash = self.root / ".trash"
+
+    def names(self, stage: str) -> list[str]:
+        return [path.name for path in RunPaths(self.run).stage_outputs(stage)]
+
+    def link(self, stage: str) -> None:
+        """Show the run folder's finished outputs of `stage` in the workspace."""
+        self.root.mkdir(exist_ok=True)
+        for name in self.names(stage):
+            _remove(self.root / name)
+            if os.path.lexists(self.run / name):
+                os.symlink(os.path.join("..", name), self.root / name)
+
+    def prepare(self, stage: str, fresh: bool) -> None:
+        """Make room for `stage` to write for real: links go; what an earlier attempt left stays, for
+        it to resume from, unless `fresh` (it came from other inputs)."""
+        self.root.mkdir(exist_ok=True)
+        for name in self.names(stage):
+            entry = self.root / name
+            if entry.is_symlink() or fresh:
+                _remove(entry)
+
+    def commit(self, state: RunState, config: PipelineConfig) -> None:
+        """Move every stage rebuilt here over its old outputs, record them as done with the settings
+        that made them, and link them back."""
+        rebuilt = [name for stage in STAGES for name in self.names(stage)
+                   if os.path.lexists(self.root / name) and not (self.root / name).is_symlink()]
+        after = {"done": {**state.done, **state.staged}, "files": {**state.files, **state.staged_files},
+                 "staged": {}, "staged_files": {}, "started": {}}
+        atomic_write_json(self.journal, {"move": rebuilt, "state": after, "config": config.to_dict()})
+        self.finish()
+
+    def finish(self) -> None:
+        """Carry out the journal: each step can be repeated, so a swap interrupted anywhere completes."""
+        if not self.journal.exists():
+            shutil.rmtree(self.trash, ignore_errors=True)
+            return
+        journal = json.loads(self.journal.read_text())
+        self.trash.mkdir(exist_ok=True)
+        for name in journal["move"]:
+            entry, target = self.root / name, self.run / name
+            if entry.is_symlink() or not os.path.lexists(entry):
+                continue  # moved already
+            if os.path.lexists(target):
+                _remove(self.trash / name)
+                os.rename(target, self.trash / name)
+            os.rename(entry, target)
+        atomic_write_json(RunPaths(self.run).config, journal["config"])
+        atomic_write_json(RunPaths(self.run).stages, journal["state"])
+        self.journal.unlink()
+        shutil.rmtree(self.trash, ignore_errors=True)
+        for stage in STAGES:
+            self.link(stage)
+
+
 def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
         cancel: CancelToken = NEVER) -> Iterator[Progress]:
     """Run (or resume) the whole pipeline for one photo into `run_dir`, yielding progress events."""
     from perse.avatar.train import train
     from perse.export.run import export_run
-    from perse.ingest import ingest_to_run
     from perse.metrics.report import write_report
     from perse.synth import run_synth
 
+    check_config(config)
     photo, run_dir = Path(photo), Path(run_dir)
     keys = stage_keys(photo, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RunPaths(run_dir).config, config.to_dict())
+    with run_lock(run_dir, "perse run"):
+        try:
+            work = Workspace(run_dir)
+            work.finish()
+            yield from _stages(run_dir, config, cancel, keys, work, {
+                "ingest": lambda root: _ingest(photo, root, config),
+                "synth": lambda root: run_synth(root, config, cancel=cancel),
+                "train": lambda root: _logged(train(root, config, cancel=cancel, resume=True),
+                                              RunPaths(root).train_log),
+                "export": lambda root: export_run(root, config, cancel=cancel),
+                "metrics": lambda root: write_report(root, config, cancel=cancel),
+            })
+        except OSError as exc:
+            if exc.errno not in WRITE_REFUSED:
+                raise
+            raise storage_error(exc.filename or run_dir, exc) from exc
+
+
+def _ingest(photo: Path, root: Path, config: PipelineConfig) -> Iterator[Progress]:
+    from perse.ingest import ingest_to_run
+
+    yield Progress("ingest", 0.0, f"reading {photo.name}")
+    portrait = ingest_to_run(photo, root, config)
+    notes = "; ".join(portrait.warnings)
+    yield Progress("ingest", 1.0, "portrait aligned" + (f" ({notes})" if notes else ""),
+                   image=str(RunPaths(root).debug),
+                   metrics={"head_pose": portrait.head_pose, "detection_score": portrait.detection_score})
+
+
+def _stages(run_dir: Path, config: PipelineConfig, cancel: CancelToken, keys: dict[str, str], work: Workspace,
+            works: dict[str, Callable[[Path], Iterator[Progress]]]) -> Iterator[Progress]:
     state = RunState(run_dir)
-
-    def stage(name: str, work: Callable[[], Iterator[Progress] | None]) -> Iterator[Progress]:
-        if state.is_done(name, keys[name]) and _outputs_valid(name, run_dir, config):
+    for name in STAGES:
+        key = keys[name]
+        if (state.is_done(name, key) and matches(run_dir, state.files.get(name, {}))
+                and _outputs_valid(name, run_dir, config)):
+            # A run finished before manifests were recorded passed the stage's own check: record one now.
+            state.files.setdefault(name, manifest(run_dir, name))
+            work.link(name)
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
-            return
-        if state.start(name, keys[name]):
-            # What this and later stages left (e.g. a checkpoint to resume from) was made from other
-            # inputs; the same inputs, interrupted, are resumed instead.
-            for later in STAGES[STAGES.index(name):]:
-                _discard_outputs(later, run_dir)
-        cancel.check()
-        events = work()
-        if events is not None:
-            yield from events
-        state.mark(name, keys[name])
-
-    def do_ingest() -> Iterator[Progress]:
-        yield Progress("ingest", 0.0, f"reading {photo.name}")
-        portrait = ingest_to_run(photo, run_dir, config)
-        notes = "; ".join(portrait.warnings)
-        yield Progress("ingest", 1.0, "portrait aligned" + (f" ({notes})" if notes else ""),
-                       image=str(RunPaths(run_dir).debug),
-                       metrics={"head_pose": portrait.head_pose, "detection_score": portrait.detection_score})
-
-    yield from stage("ingest", do_ingest)
-    yield from stage("synth", lambda: run_synth(run_dir, config, cancel=cancel))
-    yield from stage("train", lambda: _logged(train(run_dir, config, cancel=cancel, resume=True),
-                                                 RunPaths(run_dir).train_log))
-    yield from stage("export", lambda: export_run(run_dir, config, cancel=cancel))
-    yield from stage("metrics", lambda: write_report(run_dir, config, cancel=cancel))
-
-
-def _discard_outputs(stage: str, run: Path) -> None:
-    """Outputs made with other inputs must not be mistaken for current ones (e.g. resumed from)."""
-    paths = RunPaths(run)
-    folders = {"synth": [paths.dataset], "train": [paths.avatar], "export": [paths.renders], "metrics": []}
-    for folder in folders.get(stage, []):
-        shutil.rmtree(folder, ignore_errors=True)
+            continue
+        if (state.staged.get(name) == key and matches(work.root, state.staged_files.get(name, {}))
+                and _outputs_valid(name, work.root, config)):
+            yield Progress(name, 1.0, f"{name}: up to date, skipped")
+            continue
+        work.prepare(name, fresh=state.start(name, key))
+        try:
+            cancel.check()
+            yield from works[name](work.root)
+        except Cancelled:
+            raise Cancelled(f"stopped during {name}; the run folder still holds its last complete result, and "
+                            "running again with the same photo and settings resumes from here") from None
+        state.stage(name, key, manifest(work.root, name))
+    work.commit(state, config)

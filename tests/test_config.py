@@ -56,3 +56,55 @@ def test_optional_values_accept_none_and_numbers():
     assert build_config("fast").synth.identity_threshold is None
     assert build_config("fast", overrides=["synth.identity_threshold=0.3"]).synth.identity_threshold == 0.3
     assert build_config("fast", overrides=["synth.identity_threshold=none"]).synth.identity_threshold is None
+
+
+@pytest.mark.parametrize("override, allowed", [
+    ("avatar.steps=0", "an integer >= 1"),
+    ("avatar.num_gaussians=-1", "an integer >= 1"),
+    ("synth.frames=0", "an integer >= 1"),
+    ("synth.size=16", "an integer in [32, 4096]"),
+    ("ingest.size=100000", "an integer in [32, 4096]"),
+    ("export.fps=0", "an integer in [1, 120]"),
+    ("export.turntable_frames=0", "an integer >= 1"),
+    ("avatar.interp_start=1.5", "a number in [0, 1]"),
+    ("avatar.lr_final=0", "a number in (0, 1]"),
+    ("avatar.prune_opacity=1", "a number in [0, 1)"),
+    ("avatar.prior_std=0", "a number > 0"),
+    ("avatar.holdout_every=1", "0 or an integer >= 2"),
+    ("ingest.fov_deg=180", "a number in (0, 180)"),
+    ("synth.identity_threshold=2", "a number in [-1, 1]"),
+    ("synth.interp_ts=0.5,1.0", "a number in (0, 1)"),
+    ("seed=-1", "an integer in [0, 4294967295]"),
+])
+def test_out_of_range_values_name_the_allowed_range(override, allowed):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as error:
+        build_config("fast", overrides=[override])
+    message = str(error.value)
+    assert message.startswith(f"config key '{key}': ") and message.endswith(f"is out of range; allowed: {allowed}")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_numeric_field_refuses_non_finite_values(value):
+    import dataclasses
+    import typing
+
+    config = build_config("fast")
+    for section in ("ingest", "synth", "avatar", "export"):
+        for spec in dataclasses.fields(getattr(config, section)):
+            hint = typing.get_type_hints(type(getattr(config, section)))[spec.name]
+            if hint in (int, float) or hint == (float | None) or hint == tuple[float, ...]:
+                with pytest.raises(ConfigError, match=f"'{section}.{spec.name}'"):
+                    build_config("fast", overrides=[f"{section}.{spec.name}={value}"])
+
+
+def test_every_preset_is_within_range_and_direct_changes_are_checked():
+    from perse.config import PRESETS, check_config
+
+    for preset in PRESETS:
+        check_config(build_config(preset))
+    config = build_config("tiny")
+    config.avatar.steps = 0
+    with pytest.raises(ConfigError, match="'avatar.steps': 0 is out of range"):
+        check_config(config)
+    assert build_config("fast", overrides=["avatar.holdout_every=0"]).avatar.holdout_every == 0

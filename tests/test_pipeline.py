@@ -31,6 +31,9 @@ def test_every_output_exists(tiny_run):
                  "renders/interp_lips.gif", "report.json", "report.html", "stages.json", "config.json"]:
         assert (run_dir / path).is_file(), path
     assert [e.stage for e in events][0] == "ingest" and events[-1].stage == "metrics"
+    # Committed: no writer holds the folder, and its workspace only links to the finished outputs.
+    assert not (run_dir / ".lock").exists()
+    assert all(entry.is_symlink() for entry in (run_dir / ".work").iterdir())
     stages_in_order = list(dict.fromkeys(e.stage for e in events))
     assert stages_in_order == ["ingest", "synth", "train", "export", "metrics"]
     report = json.loads((run_dir / "report.json").read_text())

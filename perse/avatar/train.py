@@ -54,7 +54,7 @@ def initial_points(dataset: Dataset, frames: FrameData, n: int, seed: int) -> tu
     if extra:
         path = dataset.root / extra
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 points, colors = np.asarray(data["points"], np.float32), np.asarray(data["colors"], np.float32)
         except (OSError, KeyError, ValueError) as exc:
             raise DatasetError(f"{path}: cannot read the initial point cloud (needs arrays 'points' (N, 3) and "

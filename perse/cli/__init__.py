@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from perse.config import PipelineConfig, build_config
+from perse.core.io import WRITE_REFUSED, storage_error
 from perse.errors import Cancelled, PerseError
 
 COMMAND_MODULES: list[str] = [
@@ -37,8 +38,20 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return build_config(args.preset, args.config, overrides)
 
 
+class UsageError(PerseError):
+    """A malformed command line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other error: one line saying what is wrong and where help is.
+    (argparse's own prints the whole usage block first.) Sub-command parsers inherit this class."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perse", description="PERSE Studio: one portrait -> editable 3D head avatar")
+    parser = Parser(prog="perse", description="PERSE Studio: one portrait -> editable 3D head avatar")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -46,14 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except Cancelled as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return 130
     except PerseError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A write outside the atomic helpers (a log line, an HTML page) refused by the storage.
+        if exc.errno not in WRITE_REFUSED:
+            raise
+        print(f"error: {storage_error(exc.filename or 'a file', exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished results are kept, re-run the same command to resume", file=sys.stderr)

@@ -21,9 +21,11 @@ def run(args: argparse.Namespace) -> int:
     from perse.avatar.train import train
     from perse.cli import config_from_args
     from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
+    from perse.core.lock import run_lock
 
+    config = config_from_args(args)
     # Ctrl-C asks the trainer to stop after its current step; it saves a checkpoint and raises Cancelled,
     # whose message says how to resume.
-    with stop_on_ctrl_c() as cancel:
-        ProgressPrinter().show(train(args.run, config_from_args(args), cancel=cancel, resume=args.resume))
+    with run_lock(args.run, "perse train", create=False), stop_on_ctrl_c() as cancel:
+        ProgressPrinter().show(train(args.run, config, cancel=cancel, resume=args.resume))
     return 0

@@ -9,6 +9,12 @@ from pathlib import Path
 from perse.cli import add_config_args, config_from_args
 from perse.errors import PerseError
 
+# Every frame of a clip, and every tile of a sample sheet, is held in memory before it is written.
+MAX_FRAMES = 1000
+MAX_SAMPLES = 64
+MAX_FPS = 120  # as export.fps in perse.config
+MAX_SEED = 2**32 - 1  # the seed range of perse.config (every generator accepts it)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="photo -> dataset -> avatar -> renders and report (resumable)")
@@ -63,6 +69,25 @@ def _avatar_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available")
 
 
+def _whole(flag: str, value: int | None, low: int, high: int) -> None:
+    if value is not None and not low <= value <= high:
+        raise PerseError(f"{flag} must be a whole number in [{low}, {high}], got {value}")
+
+
+def _output(path: Path, suffixes: tuple[str, ...], flag: str) -> None:
+    """Refuse an output path that cannot be written as asked before any work is done."""
+    wanted = " or ".join(suffixes)
+    if path.is_dir():
+        example = path / f"out{suffixes[0]}"
+        raise PerseError(f"{flag} {path} is a folder; give a file name ending in {wanted}, e.g. {example}")
+    if path.suffix.lower() not in suffixes:
+        raise PerseError(f"{flag} {path}: the file name must end in {wanted}")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise PerseError(f"{flag} {path}: {parent} {what}; create the folder first or choose another path")
+
+
 def _pairs(text: str, what: str) -> dict[str, str]:
     pairs = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -101,8 +126,9 @@ def _expression(text: str) -> dict[str, float]:
 
 
 def _load(args):
-    from perse.avatar.avatar import Avatar
+    from perse.avatar.avatar import MAX_RENDER_SIZE, Avatar
 
+    _whole("--size", args.size, 1, MAX_RENDER_SIZE)
     return Avatar.load(args.run, device=args.device)
 
 
@@ -122,6 +148,8 @@ def _run(args) -> int:
 def _render(args) -> int:
     from perse.core.io import save_png
 
+    _output(args.output, (".png",), "-o")
+    _whole("--sample", args.sample, 0, MAX_SEED)
     avatar = _load(args)
     base = avatar.sample(seed=args.sample) if args.sample is not None else None
     image = avatar.render(_latent(avatar, args.set, base), yaw=args.yaw, pitch=args.pitch,
@@ -134,6 +162,9 @@ def _render(args) -> int:
 def _interp(args) -> int:
     from perse.export.video import interpolation_frames, write_video
 
+    _output(args.output, (".gif", ".mp4"), "-o")
+    _whole("--frames", args.frames, 1, MAX_FRAMES)
+    _whole("--fps", args.fps, 1, MAX_FPS)
     avatar = _load(args)
     a = avatar.slider_code(args.category, _position(avatar, args.category, args.start))
     b = avatar.slider_code(args.category, _position(avatar, args.category, args.end))
@@ -146,6 +177,9 @@ def _sample(args) -> int:
     from perse.core.images import contact_sheet
     from perse.core.io import save_png
 
+    _output(args.output, (".png",), "-o")
+    _whole("-n", args.n, 1, MAX_SAMPLES)
+    _whole("--seed", args.seed, 0, MAX_SEED - MAX_SAMPLES)
     avatar = _load(args)
     categories = [args.category] if args.category else None
     tiles = [avatar.render(avatar.sample(seed=args.seed + i, categories=categories), size=args.size)
@@ -159,6 +193,8 @@ def _sample(args) -> int:
 def _export(args) -> int:
     from perse.core.ply import write_ply
 
+    _output(args.ply, (".ply",), "--ply")
+    _whole("--max-gaussians", args.max_gaussians, 1, 2**31 - 1)
     avatar = _load(args)
     gaussians = avatar.gaussians(_latent(avatar, args.set), _expression(args.expr))
     print(write_ply(args.ply, gaussians, max_gaussians=args.max_gaussians))

@@ -20,9 +20,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from perse.cli import config_from_args
+    from perse.core.lock import run_lock
     from perse.ingest import ingest_to_run
 
-    portrait = ingest_to_run(args.photo, args.out, config_from_args(args))
+    config = config_from_args(args)
+    with run_lock(args.out, "perse ingest"):
+        portrait = ingest_to_run(args.photo, args.out, config)
     pose = portrait.head_pose
     print(f"{Path(args.out) / 'portrait.png'}: {portrait.size}x{portrait.size} crop; head yaw {pose['yaw']:+.1f}, "
           f"pitch {pose['pitch']:+.1f}, roll {pose['roll']:+.1f} deg; check {Path(args.out) / 'debug.png'}")

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from perse.cli import config_from_args
     from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
+    from perse.core.lock import run_lock
     from perse.synth import run_synth
 
     for flag, key in (("categories", "synth.categories"), ("values", "synth.values"), ("frames", "synth.frames"),
@@ -33,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             args.override.append(f"{key}={value}")
     config = config_from_args(args)
-    if args.force:
-        RunPaths(args.run).dataset_meta.unlink(missing_ok=True)
-    with stop_on_ctrl_c() as cancel:
-        ProgressPrinter().show(run_synth(args.run, config, cancel=cancel))
+    with run_lock(args.run, "perse synth", create=False):
+        if args.force:
+            RunPaths(args.run).dataset_meta.unlink(missing_ok=True)
+        with stop_on_ctrl_c() as cancel:
+            ProgressPrinter().show(run_synth(args.run, config, cancel=cancel))
     return 0

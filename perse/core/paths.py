@@ -3,6 +3,7 @@
 ```
 <run>/portrait.png, portrait.json, matte.png, debug.png     ingest
 <run>/config.json, stages.json                              pipeline (settings; which stages are done)
+<run>/.lock, .work/                                         pipeline (the one writer; stages being rebuilt)
 <run>/dataset/meta.json, clips/, pairs/, previews/, edits.png, init_points.npz     synth (perse.dataset)
 <run>/avatar/checkpoint.pt, config.json, holdout.json, avatar.ply, previews/, train_log.jsonl    train
 <run>/renders/                                              export
@@ -36,6 +37,10 @@ class RunPaths:
         return self.root / "matte.png"
 
     @property
+    def masks(self) -> Path:
+        return self.root / "masks"
+
+    @property
     def debug(self) -> Path:
         return self.root / "debug.png"
 
@@ -47,6 +52,15 @@ class RunPaths:
     @property
     def stages(self) -> Path:
         return self.root / "stages.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def work(self) -> Path:
+        """Where the pipeline rebuilds stages before swapping them in (perse.pipeline)."""
+        return self.root / ".work"
 
     # synth
     @property
@@ -111,3 +125,13 @@ class RunPaths:
     @property
     def report_page(self) -> Path:
         return self.root / "report.html"
+
+    def stage_outputs(self, stage: str) -> list[Path]:
+        """Everything a stage writes: a stage is replaced by moving exactly these."""
+        return {
+            "ingest": [self.portrait, self.portrait_meta, self.matte, self.masks, self.debug],
+            "synth": [self.dataset],
+            "train": [self.avatar],
+            "export": [self.renders],
+            "metrics": [self.report, self.report_page],
+        }[stage]
