@@ -35,6 +35,9 @@ from perse.errors import DatasetError
 
 VERSION = 3  # 2: pairs carry the person matte of their target; 3: clips carry a holdout flag
 SOURCE = "source"
+# The category of a clip that changes several categories at once (its `codes` name them): mixed looks
+# teach the avatar how looks combine, which a random look or a visitor's sliders ask of it.
+MIX = "mix"
 EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
 
 
@@ -64,10 +67,18 @@ class Clip:
     code: int
     frames: list[Frame] = field(default_factory=list)
     holdout: bool = False  # a look kept out of training, scored by fitting a code to it
+    codes: dict[str, int] = field(default_factory=dict)  # a MIX clip: category -> code of each changed one
 
     @property
     def kept_frames(self) -> list[Frame]:
         return [f for f in self.frames if f.kept]
+
+    @property
+    def changes(self) -> dict[str, int]:
+        """category -> code of every category this clip changes from the source look."""
+        if self.category == MIX:
+            return dict(self.codes)
+        return {} if self.category == SOURCE else {self.category: self.code}
 
 
 @dataclass
@@ -131,10 +142,11 @@ class Dataset:
         return [p for p in self.meta.pairs if not (self.clips[p.clip_a].holdout or self.clips[p.clip_b].holdout)]
 
     def code_vector(self, clip: Clip) -> np.ndarray:
-        """Per-category code indices (n_categories,) for a clip: its own category's code, 0 elsewhere."""
+        """Per-category code indices (n_categories,) for a clip: its own category's code (a MIX clip: each of
+        its categories' codes), 0 elsewhere."""
         codes = np.zeros(len(self.meta.categories), dtype=np.int64)
-        if clip.category != SOURCE:
-            codes[self.category_names.index(clip.category)] = clip.code
+        for name, code in clip.changes.items():
+            codes[self.category_names.index(name)] = code
         return codes
 
     def clip_dir(self, clip: Clip | str) -> Path:
@@ -260,7 +272,12 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
         raise DatasetError(f"{where}: intrinsics must be 3x3")
     n_expr = len(meta.expression_names)
     for clip in meta.clips:
-        if clip.category != SOURCE:
+        if clip.category == MIX:
+            unknown = sorted(set(clip.codes) - set(meta.categories))
+            if not clip.codes or unknown or clip.holdout:
+                raise DatasetError(f"{where}: mixed clip '{clip.id}' must name known categories' codes and be "
+                                   f"trained; it has codes {clip.codes}{' (holdout)' if clip.holdout else ''}")
+        elif clip.category != SOURCE:
             if clip.category not in meta.categories:
                 raise DatasetError(f"{where}: clip '{clip.id}' has unknown category '{clip.category}'")
             if not 0 <= clip.code < len(meta.categories[clip.category]):
@@ -282,9 +299,11 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
                         raise DatasetError(f"{dataset.clip_dir(clip) / file} is missing; re-run `perse synth`")
     trained = dataset.trained_categories
     for clip in dataset.trained_clips:
-        if clip.category != SOURCE and clip.code >= len(trained[clip.category]):
-            raise DatasetError(f"{where}: trained clip '{clip.id}' has code {clip.code}, after a held-out look of "
-                               f"'{clip.category}'; held-out looks must take their category's last codes")
+        for name, code in clip.changes.items():
+            if not 0 <= code < len(trained[name]):
+                raise DatasetError(f"{where}: trained clip '{clip.id}' has code {code} of '{name}', outside its trained "
+                                   f"codes 0..{len(trained[name]) - 1}; held-out looks must take their category's "
+                                   "last codes")
     for pair in meta.pairs:
         for clip_id in (pair.clip_a, pair.clip_b):
             if clip_id not in dataset.clips:

@@ -10,6 +10,8 @@ is skipped.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import os
 import threading
@@ -18,7 +20,7 @@ from collections import defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -26,10 +28,11 @@ import numpy as np
 from perse.config import PipelineConfig
 from perse.core import camera as cam
 from perse.core.images import contact_sheet
-from perse.core.io import save_npz, save_png
+from perse.core.io import save_npz, save_png, to_uint8
 from perse.core.paths import RunPaths
 from perse.dataset import (
     EXPRESSION_NAMES,
+    MIX,
     SOURCE,
     Clip,
     DatasetWriter,
@@ -43,6 +46,7 @@ from perse.ingest.portrait import Portrait
 from perse.synth.catalog import Value, interpolation_pairs, sample_values
 from perse.synth.catalog import category as get_category
 from perse.synth.edit import EditResult
+from perse.synth.mix import plan_mixes
 
 PREVIEW_FRAMES = 8
 
@@ -162,7 +166,8 @@ class _Synthesis:
                                                         syn.identity_threshold)
         self.source_image = self.portrait.image.astype(np.float32) / 255.0
         self.background = tuple(float(c) for c in self.animator.background)
-        self.n_clips = 1 + sum(len(v) for v in self.chosen.values())
+        self.mixes = plan_mixes(list(self.chosen), syn.values, syn.mixes, config.seed)
+        self.n_clips = 1 + sum(len(v) for v in self.chosen.values()) + len(self.mixes)
         self.pair_plan = interpolation_pairs(self.syn.values, self.ts)
         self.n_pairs = len(self.chosen) * len(self.pair_plan)
         self.units = self.n_clips + PAIR_COST * self.n_pairs
@@ -201,7 +206,7 @@ class _Synthesis:
             self.writer.add_clip(clip, ((records[i], images[i], alphas[i]) for i in range(len(records))))
 
     def animate_clip(self, clip_id: str, category: str, label: str, code: int, image: np.ndarray,
-                     matte: np.ndarray, accessory=None) -> tuple[int, int, Path]:
+                     matte: np.ndarray, accessory=None, codes: dict[str, int] | None = None) -> tuple[int, int, Path]:
         """Animate, score and queue one clip (with the edit's 3D accessory, if any); returns (kept
         frames, frames, preview sheet path)."""
         with self.timer("animate"):
@@ -217,8 +222,9 @@ class _Synthesis:
         save_png(preview, contact_sheet([frames.images[i] for i in picks],
                                         [f"{records[i].identity:.2f}{'' if records[i].kept else ' x'}" for i in picks],
                                         columns=PREVIEW_FRAMES, tile=min(160, self.syn.size)))
-        self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code else 0.0, code,
-                                                holdout=code > self.syn.values), records, frames.images, frames.alphas)
+        self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code or codes else 0.0, code,
+                                                holdout=code > self.syn.values, codes=codes or {}),
+                         records, frames.images, frames.alphas)
         self.totals["kept"] += int(kept.sum())
         self.totals["dropped"] += int((~kept).sum())
         self.clip_order.append(clip_id)
@@ -231,33 +237,43 @@ class _Synthesis:
         yield self._progress(f"source clip: kept {kept}/{count} frames", image=str(preview),
                              metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
 
-    def _edit(self, name: str, value: Value) -> EditResult:
+    def _edit(self, name: str, value: Value, portrait: Portrait | None = None) -> EditResult:
         with self.timer("edit"):
-            return self.editor.edit(self.portrait, get_category(name), value, 1.0)
+            return self.editor.edit(portrait or self.portrait, get_category(name), value, 1.0)
 
-    def _edits_ahead(self) -> Iterator[tuple[str, int, Value, EditResult]]:
-        """(category, code, value, edit) for every look in planned order. Edits are CPU work (a 3D hat
-        takes seconds at 512 px) while animating is GPU work, so worker threads edit a few looks ahead
-        of the animator; the window bounds the edits held in memory."""
-        looks = iter([(name, code, value) for name, values in self.chosen.items()
-                      for code, value in enumerate(values, start=1)])
+    def _edit_mix(self, codes: dict[str, int]) -> EditResult:
+        """Several looks on one portrait, each drawn over the previous one's result (perse.synth.mix)."""
+        portrait, region, result = self.portrait, None, None
+        for name, code in codes.items():
+            result = self._edit(name, self.chosen[name][code - 1], portrait)
+            region = result.region if region is None else np.maximum(region, result.region)
+            portrait = dataclasses.replace(portrait, image=to_uint8(result.image), matte=result.matte)
+        return EditResult(result.image, region, result.matte, result.accessory)
+
+    def _ahead(self, jobs: list[tuple[Any, Callable[[], EditResult]]]) -> Iterator[tuple[Any, EditResult]]:
+        """(key, edit) for every (key, edit job) in order. Edits are CPU work (a 3D hat takes seconds at
+        512 px) while animating is GPU work, so worker threads edit a few looks ahead of the animator;
+        the window bounds the edits held in memory."""
+        pending = iter(jobs)
         pool = ThreadPoolExecutor(self.jobs.workers, thread_name_prefix="synth-edit")
         ahead: deque = deque()
         try:
             while True:
-                for name, code, value in itertools.islice(looks, 2 * self.jobs.workers - len(ahead)):
-                    ahead.append((name, code, value, pool.submit(self._edit, name, value)))
+                for key, job in itertools.islice(pending, 2 * self.jobs.workers - len(ahead)):
+                    ahead.append((key, pool.submit(job)))
                 if not ahead:
                     return
-                name, code, value, future = ahead.popleft()
-                yield name, code, value, future.result()
+                key, future = ahead.popleft()
+                yield key, future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def value_clips(self) -> Iterator[Progress]:
         """One edited, animated clip per chosen look of every category; a category's interpolation targets
         are queued as soon as its looks are edited, so they are written while later clips animate."""
-        for name, code, value, result in self._edits_ahead():
+        looks = [((name, code, value), functools.partial(self._edit, name, value))
+                 for name, values in self.chosen.items() for code, value in enumerate(values, start=1)]
+        for (name, code, value), result in self._ahead(looks):
             self.cancel.check()
             self.edits.setdefault(name, [None]).append(result)
             self.sheet_images.append(result.image)
@@ -273,6 +289,20 @@ class _Synthesis:
             if code == len(self.chosen[name]):
                 self._queue_pairs(name)
                 yield self._progress(f"{name}: interpolation targets queued ({self.interp})")
+
+    def mix_clips(self) -> Iterator[Progress]:
+        """One clip per planned mix of trained looks (perse.synth.mix)."""
+        jobs = [((index, codes), functools.partial(self._edit_mix, codes)) for index, codes in enumerate(self.mixes, 1)]
+        for (index, codes), result in self._ahead(jobs):
+            self.cancel.check()
+            label = " + ".join(self.chosen[name][code - 1].label for name, code in codes.items())
+            self.sheet_images.append(result.image)
+            self.sheet_labels.append(label)
+            kept, count, preview = self.animate_clip(f"{MIX}-{index}", MIX, label, 0, result.image, result.matte,
+                                                     result.accessory, codes)
+            yield self._progress(f"mixed look {index}/{len(self.mixes)} ({label}): kept {kept}/{count} frames",
+                                 image=str(preview), metrics={"clip": f"{MIX}-{index}", "kept": kept,
+                                                              "dropped": count - kept})
 
     def _store_pair(self, pair: Pair, category, options: list, edited: list, a: int, b: int) -> None:
         from perse.synth.interp import morph
@@ -338,6 +368,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
     try:
         yield from job.source_clip()
         yield from job.value_clips()
+        yield from job.mix_clips()
         sheet = job.close()
     finally:
         job.jobs.close()

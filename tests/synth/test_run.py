@@ -7,7 +7,7 @@ import pytest
 from perse.cli import main
 from perse.config import build_config
 from perse.core.camera import head_pose_viewmat
-from perse.dataset import read_dataset
+from perse.dataset import MIX, read_dataset
 from perse.errors import ConfigError, PerseError
 from perse.ingest.portrait import Portrait
 from perse.synth import run_synth
@@ -35,13 +35,13 @@ def test_run_synth_writes_a_valid_dataset_and_skips_it_next_time(run_dir):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert all(e.image is None or (run_dir / e.image).exists() for e in events)
     clip_events = [e for e in events if "kept" in e.metrics and "clip" in e.metrics]
-    assert len(clip_events) == 5
+    assert len(clip_events) == 7
 
     dataset = read_dataset(run_dir)
     meta = dataset.meta
     assert set(meta.categories) == {"hair", "glasses"}
     assert all(labels[0] == "source" and len(labels) == 3 for labels in meta.categories.values())
-    assert sorted(dataset.clips) == ["glasses-1", "glasses-2", "hair-1", "hair-2", "source"]
+    assert sorted(dataset.clips) == ["glasses-1", "glasses-2", "hair-1", "hair-2", "mix-1", "mix-2", "source"]
     # The last look of each category is held out: animated, but never trained on nor paired.
     assert sorted(clip.id for clip in dataset.held_out_looks) == ["glasses-2", "hair-2"]
     assert all(len(labels) == 2 for labels in dataset.trained_categories.values())
@@ -55,6 +55,17 @@ def test_run_synth_writes_a_valid_dataset_and_skips_it_next_time(run_dir):
         event = next(e for e in clip_events if e.metrics["clip"] == clip.id)
         assert event.metrics["kept"] == len(clip.kept_frames)
     assert len(meta.pairs) == 4
+    # Mixed looks combine trained looks (never held-out ones): the glasses worn over the recoloured hair.
+    mixes = [clip for clip in meta.clips if clip.category == MIX]
+    assert all(clip.codes == {"hair": 1, "glasses": 1} and not clip.holdout for clip in mixes)
+    assert all(dataset.code_vector(clip).tolist() == [1, 1] for clip in mixes)
+    first = lambda clip_id: dataset.frame_image(dataset.clips[clip_id], dataset.clips[clip_id].frames[0])  # noqa: E731
+    source, hair, glasses, mixed = first("source"), first("hair-1"), first("glasses-1"), first("mix-1")
+    by_glasses = np.abs(glasses - source).max(-1) > 0.02
+    by_hair = (np.abs(hair - source).max(-1) > 0.02) & ~by_glasses
+    assert by_hair.sum() > 20 and by_glasses.sum() > 20
+    assert np.abs(mixed - hair)[by_hair].mean() < 0.03 < np.abs(mixed - source)[by_hair].mean()
+    assert np.abs(mixed - glasses)[by_glasses].mean() < np.abs(mixed - source)[by_glasses].mean()
     with np.load(dataset.root / meta.extra["init_points"]) as cloud:
         assert cloud["points"].shape == cloud["colors"].shape and cloud["points"].shape[1] == 3
         assert len(cloud["points"]) > 500
