@@ -301,9 +301,8 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
     for clip in dataset.trained_clips:
         for name, code in clip.changes.items():
             if not 0 <= code < len(trained[name]):
-                raise DatasetError(f"{where}: trained clip '{clip.id}' has code {code} of '{name}', outside its trained "
-                                   f"codes 0..{len(trained[name]) - 1}; held-out looks must take their category's "
-                                   "last codes")
+                raise DatasetError(f"{where}: trained clip '{clip.id}' has code {code}, after a held-out look of "
+                                   f"'{name}'; held-out looks must take their category's last codes")
     for pair in meta.pairs:
         for clip_id in (pair.clip_a, pair.clip_b):
             if clip_id not in dataset.clips:

@@ -27,7 +27,7 @@ import torch
 
 from perse.avatar.avatar import Avatar
 from perse.avatar.losses import psnr, ssim
-from perse.dataset.tensors import load_frames, over_background
+from perse.dataset.tensors import load_frames, load_pairs, over_background
 from perse.config import PipelineConfig
 from perse.core.camera import crop_points_to_world, project
 from perse.core.io import atomic_write_json, to_uint8
@@ -154,31 +154,25 @@ def interpolation(avatar: Avatar, dataset: Dataset, cancel: CancelToken) -> dict
 @torch.no_grad()
 def target_error(avatar: Avatar, dataset: Dataset) -> dict[str, Any]:
     """PSNR of blended-code renders against the dataset's 2D interpolation targets, inside their regions."""
-    pairs = dataset.meta.pairs
-    if not pairs:
-        return {"pairs": 0}
     device = avatar.device
-    t = torch.tensor([p.t for p in pairs], device=device)[:, None]
-    codes_a = torch.as_tensor(np.stack([dataset.code_vector(dataset.clips[p.clip_a]) for p in pairs]), device=device)
-    codes_b = torch.as_tensor(np.stack([dataset.code_vector(dataset.clips[p.clip_b]) for p in pairs]), device=device)
-    latents = (1 - t) * avatar.model.latent(codes_a) + t * avatar.model.latent(codes_b)
+    pairs = load_pairs(dataset, str(device))
+    if pairs is None:
+        return {"pairs": 0}
+    t = pairs.t[:, None]
+    latents = (1 - t) * avatar.model.latent(pairs.codes_a) + t * avatar.model.latent(pairs.codes_b)
     K = torch.as_tensor(avatar.intrinsics, dtype=torch.float32, device=device)
     size = dataset.meta.image_size
     scores = []
     for start in range(0, len(pairs), BATCH):
-        chunk = pairs[start:start + BATCH]
-        viewmats = torch.tensor(np.array([p.world_to_camera for p in chunk]), dtype=torch.float32, device=device)
-        expressions = torch.tensor(np.array([p.expression for p in chunk]), dtype=torch.float32, device=device)
+        chunk = slice(start, start + BATCH)
         # As the interpolation loss compares, over white (the app's background).
-        white = WHITE.to(device).expand(len(chunk), 3)
-        out = render_batch(avatar.model.decode(latents[start:start + BATCH], expressions), viewmats, K, size, size,
-                           white, backend=avatar.config.avatar.renderer)
-        for i, pair in enumerate(chunk):
-            image = torch.as_tensor(dataset.pair_image(pair), device=device)[None]
-            matte = torch.as_tensor(dataset.pair_matte(pair), device=device)[None]
-            region = torch.as_tensor(dataset.pair_mask(pair), device=device)[..., None]
-            target = over_background(image, matte, white[:1])
-            scores.append(psnr(out.rgb[i].clamp(0, 1), target[0], region))
+        white = WHITE.to(device).expand(len(pairs.t[chunk]), 3)
+        out = render_batch(avatar.model.decode(latents[chunk], pairs.expressions[chunk]), pairs.viewmats[chunk], K,
+                           size, size, white, backend=avatar.config.avatar.renderer)
+        targets = over_background(pairs.images[chunk].float() / 255, pairs.mattes[chunk].float() / 255, white)
+        regions = pairs.masks[chunk].float()[..., None] / 255
+        scores += [psnr(rendered.clamp(0, 1), target, region)
+                   for rendered, target, region in zip(out.rgb, targets, regions)]
     return {"pairs": len(pairs), "psnr_in_region": float(np.mean(scores)),
             "source": dataset.meta.extra.get("interp", "unknown")}
 
