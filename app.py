@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,16 +18,13 @@ import spaces  # noqa: F401  (isort: skip)
 import gradio as gr
 
 from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
-from perse.app.session import default_root
+from perse.app.session import SessionRoot
 from perse.config import PRESETS, build_config
 from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
 from perse.synth.catalog import CATALOG
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = sorted(str(p) for p in ASSETS.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-# An API client never unloads its page, so its session state (and folder) expires this long after
-# its last call; a browser tab is cleaned up as soon as it closes.
-SESSION_TTL_S = 2 * 3600
 CSS = """
 #avatar-view img { image-rendering: auto; }
 .dice { max-width: 6em; min-width: 6em !important; }
@@ -34,11 +32,15 @@ CSS = """
 
 
 def _named(fn: Callable, ui: dict[str, Any], names: list[str]) -> tuple[Callable, list[Any]]:
-    """Handlers return {name: value}; gradio wants {component: value}. Keeps fn's signature (gr.Request)."""
+    """Handlers return {name: value} for what they change; gradio wants a value for every output component
+    (an empty dict fails in its postprocess), so the others get gr.skip(). Keeps fn's signature (gr.Request)."""
     components = [ui[name] for name in names]
 
     def convert(result: dict[str, Any]) -> dict[Any, Any]:
-        return {ui[name]: value for name, value in result.items()}
+        unknown = set(result) - set(names)
+        if unknown:
+            raise KeyError(f"a handler returned outputs it is not wired to: {sorted(unknown)} (wired: {names})")
+        return {ui[name]: result.get(name, gr.skip()) for name in names}
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -64,16 +66,26 @@ def build(handlers: Handlers) -> gr.Blocks:
     def default_categories(preset: str) -> list[str]:
         return list(build_config(preset, overrides=settings.overrides).synth.categories)
 
-    with gr.Blocks(title="PERSE Studio", delete_cache=(600, SESSION_TTL_S)) as demo:
-        session = ui["session"] = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=handlers.forget)
+    # Gradio's upload and output cache lives in this process's root (swept with it); a cached copy is
+    # removed once it is as old as the session grace period, so it never outlives its session.
+    os.environ["GRADIO_TEMP_DIR"] = str(handlers.root.cache_dir)
+    sweep_every = max(1, round(settings.sweep_interval_s))
+    with gr.Blocks(title="PERSE Studio", delete_cache=(sweep_every, round(settings.session_ttl_s))) as demo:
+        # The browser's key to its session: a reload (or a closed and reopened tab) finds its avatars again.
+        token = ui["token"] = gr.BrowserState(None, storage_key="perse-studio-session")
+        session = ui["session"] = gr.State(None)
         gr.Markdown("# PERSE Studio\nOne portrait in, a 3D head avatar out, with a slider for every attribute. "
                     "Upload a photo (or pick an example), choose what should be editable, press **Run**.")
         if settings.notice:
             gr.Markdown(settings.notice, elem_id="cpu-notice")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                photo = gr.Image(type="filepath", label="Portrait", sources=["upload", "clipboard"], height=320,
-                                 elem_id="photo")
+                # A file, not gr.Image: every upload reaches the ingest stage's checks and messages
+                # (gr.Image would refuse a damaged or odd file in the browser with no explanation).
+                photo = gr.File(label="Portrait (JPEG, PNG, WebP, BMP or TIFF)", type="filepath", height=90,
+                                elem_id="photo")
+                ui["photo_preview"] = gr.Image(label="Your photo", interactive=False, height=240,
+                                               elem_id="photo-preview", buttons=[])
                 gr.Examples(EXAMPLES, inputs=photo, label="Public-domain examples")
                 categories = gr.CheckboxGroup(list(CATALOG), value=default_categories(settings.default_preset),
                                               label="Editable attributes", elem_id="categories")
@@ -82,9 +94,11 @@ def build(handlers: Handlers) -> gr.Blocks:
                                   info="tiny: CPU toy, 64 px · fast: 512 px, ~2 min on a GPU · quality: longer")
                 with gr.Row():
                     run = gr.Button("Run", variant="primary", elem_id="run")
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                    cancel = ui["cancel"] = gr.Button("Cancel", variant="stop", interactive=False, elem_id="cancel")
             with gr.Column(scale=2):
-                ui["status"] = gr.Markdown("Waiting for a portrait.", elem_id="status")
+                ui["status"] = gr.Markdown("Waiting for a portrait.", label="Status", elem_id="status")
+                ui["builds"] = gr.Dropdown([], label="Your avatars (kept for this browser; pick one to show it)",
+                                           visible=False, interactive=True, elem_id="builds")
                 ui["report"] = gr.DownloadButton("Quality report (HTML)", visible=False, size="sm", elem_id="report")
                 with gr.Row():
                     ui["ingest"] = gr.Image(label="Portrait as the pipeline sees it (landmarks, regions)",
@@ -130,19 +144,19 @@ def build(handlers: Handlers) -> gr.Blocks:
                     build_clip = gr.Button("Build clip", elem_id="build-clip")
                     ui["clip_gif"] = gr.Image(label="Clip", interactive=False, height=320, elem_id="clip-gif")
                     ui["clip_video"] = gr.Video(label="Clip", interactive=False, visible=False, loop=True,
-                                                autoplay=True, elem_id="clip-video")
+                                                autoplay=True, height=320, width=320, elem_id="clip-video")
                     ui["clip_download"] = gr.DownloadButton("Download clip", visible=False, elem_id="clip-download")
                 with gr.Tab("3D view", elem_id="tab-3d"):
                     show_3d = gr.Button("Show the current look in 3D", elem_id="show-3d")
                     ui["model3d"] = gr.Model3D(label="Gaussian splats (orbit with the mouse)", height=420,
                                                elem_id="model3d")
-                    ui["model3d_info"] = gr.Markdown(elem_id="model3d-info")
+                    ui["model3d_info"] = gr.Markdown(label="3D view size", elem_id="model3d-info")
                     export_ply = gr.Button("Export .ply of the current look (all Gaussians)", elem_id="export-ply")
                     ui["ply_download"] = gr.DownloadButton("Download .ply", visible=False, elem_id="ply-download")
                 with gr.Tab("Take an attribute from another photo", elem_id="tab-transfer"):
                     with gr.Row():
-                        transfer_photo = gr.Image(type="filepath", label="Another photo", height=256,
-                                                  elem_id="transfer-photo")
+                        transfer_photo = gr.File(label="Another photo", type="filepath", height=90,
+                                                 elem_id="transfer-photo")
                         with gr.Column():
                             ui["transfer_category"] = gr.Dropdown(list(CATEGORY_SLOTS), label="Attribute to take",
                                                                   elem_id="transfer-category")
@@ -156,28 +170,41 @@ def build(handlers: Handlers) -> gr.Blocks:
         render_queue = dict(concurrency_id="render", concurrency_limit=settings.render_concurrency)
         live = dict(trigger_mode="always_last", show_progress="hidden", **render_queue)
 
-        on(run.click, handlers.run, [photo, categories, preset, session],
-           ["session", "status", "report", "ingest", "gallery", "losses", "preview", *studio_outputs],
+        build_outputs = ["session", "status", "report", "ingest", "gallery", "losses", "preview", "cancel", "builds",
+                         *studio_outputs]
+        # Internal events (page load, upload check, menus) are private: the API page lists what a client can use.
+        internal = dict(api_visibility="private")
+        # Watching a build only waits on it, so reattached pages never take a render slot.
+        on(demo.load, handlers.restore, [token], ["token", *build_outputs], concurrency_id="watch",
+           concurrency_limit=None, **internal)
+        on(photo.change, handlers.check_photo, [photo], ["photo_preview", "status"], **render_queue, **internal)
+        on(run.click, handlers.run, [photo, categories, preset, session], build_outputs,
            api_name="run", concurrency_id="pipeline", concurrency_limit=settings.run_concurrency)
         on(cancel.click, handlers.cancel, [session], ["status"], queue=False, api_name="cancel")
-        preset.change(default_categories, [preset], [categories], queue=False, api_visibility="private")
+        on(ui["builds"].input, handlers.choose, [session, ui["builds"]],
+           ["status", "view", "report", "builds", "ingest", "gallery", "losses", "preview", *studio_outputs],
+           **render_queue, **internal)
+        preset.change(default_categories, [preset], [categories], queue=False, **internal)
+        sliders = [f"slider:{c}" for c in CATEGORY_SLOTS]
 
         for category in CATEGORY_SLOTS:
             on(ui[f"slider:{category}"].input, functools.partial(handlers.slide, category=category),
                [session, ui[f"slider:{category}"], *view_inputs], ["view"], api_name=f"slide_{category}", **live)
             on(ui[f"dice:{category}"].click, functools.partial(handlers.randomize, category=category),
-               [session, *view_inputs], ["view"], api_name=f"random_{category}", **render_queue)
+               [session, *view_inputs], ["view", *sliders], api_name=f"random_{category}", **render_queue)
         for i, control in enumerate(view_inputs):
             # One documented endpoint re-renders; the other controls' events are the same call.
             on(control.input, handlers.rerender, [session, *view_inputs], ["view"], api_name="render",
                api_visibility="public" if i == 0 else "private", **live)
-        on(random_all.click, handlers.randomize, [session, *view_inputs], ["view"], api_name="random", **render_queue)
-        on(reset.click, handlers.reset, [session, *view_inputs], ["view", *(f"slider:{c}" for c in CATEGORY_SLOTS)],
-           api_name="reset", **render_queue)
+        on(random_all.click, handlers.randomize, [session, *view_inputs], ["view", *sliders], api_name="random",
+           **render_queue)
+        on(reset.click, handlers.reset, [session],
+           ["view", *sliders, "yaw", "pitch", *(f"expr:{name}" for name in EXPRESSIONS)], api_name="reset",
+           **render_queue)
 
         heavy = dict(concurrency_id="export", concurrency_limit=settings.run_concurrency)
         on(ui["clip_category"].change, handlers.clip_range, [session, ui["clip_category"]],
-           ["clip_start", "clip_end"], queue=False, api_visibility="private")
+           ["clip_start", "clip_end"], queue=False, **internal)
         on(build_clip.click, handlers.clip,
            [session, ui["clip_category"], ui["clip_start"], ui["clip_end"], ui["clip_frames"], clip_kind, *view_inputs],
            ["clip_gif", "clip_video", "clip_download"], api_name="clip", **heavy)
@@ -186,17 +213,28 @@ def build(handlers: Handlers) -> gr.Blocks:
         on(export_ply.click, handlers.ply, [session, *view_inputs], ["ply_download"], api_name="ply", **heavy)
         on(transfer.click, handlers.transfer, [session, transfer_photo, ui["transfer_category"], *view_inputs],
            ["view"], api_name="transfer", **heavy)
-        demo.unload(handlers.unload)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.render_concurrency)
     return demo
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    # Gradio's main loop closes the server on KeyboardInterrupt; then atexit removes this process's root.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    handlers = Handlers(default_root(), Settings.from_env())
-    demo = build(handlers)
+    settings = Settings.from_env()
+    root = SessionRoot(os.environ.get("PERSE_WORK_ROOT") or None, ttl_s=settings.session_ttl_s)
+    root.start_sweeper(settings.sweep_interval_s, settings.orphan_s)
+    demo = build(Handlers(root, settings))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
-                css=CSS, allowed_paths=[str(handlers.root.root), str(ASSETS)], show_error=False)
+                css=CSS, allowed_paths=[str(root.sessions_dir), str(ASSETS)], show_error=False,
+                max_file_size=settings.max_upload_bytes,
+                # Gradio's run history would list every internal event (page load, upload check, menus)
+                # with its raw values, and keep the visitor's photos in the browser.
+                run_history=False)
 
 
 if __name__ == "__main__":

@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import secrets
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from perse.app import studio
-from perse.app.progress import RunView, loss_figure
+from perse.app.builds import Build, shorten_paths
+from perse.app.progress import loss_figure, stage_weights
 from perse.app.session import Session, SessionRoot
-from perse.config import PRESETS, PipelineConfig, build_config
+from perse.config import PRESETS, build_config
 from perse.dataset import EXPRESSION_NAMES
-from perse.errors import Cancelled, PerseError
+from perse.errors import PerseError
+from perse.ingest.load import load_photo
 from perse.synth.catalog import CATALOG
 
 log = logging.getLogger("perse.app")
@@ -29,14 +34,22 @@ log = logging.getLogger("perse.app")
 CATEGORY_SLOTS = tuple(CATALOG)
 EXPRESSIONS = tuple(EXPRESSION_NAMES)
 NO_AVATAR = "Build an avatar first: upload a portrait and press Run."
+# A page watching a build hears from it at least this often (the elapsed time ticks), and each time
+# stamps the build as watched: a build whose page is gone stops being stamped and is cancelled.
+HEARTBEAT_S = 2.0
+PREVIEW_SIZE = 512
 
 
-def _env_int(name: str, default: int, environ) -> int:
+def _env_number(name: str, default: float, environ, kind: type = int) -> Any:
     raw = environ.get(name, "")
+    what = "a whole number" if kind is int else "a number"
     try:
-        return int(raw) if raw else default
+        value = kind(raw) if raw else default
     except ValueError:
-        raise PerseError(f"environment variable {name}={raw!r} must be a whole number") from None
+        raise PerseError(f"environment variable {name}={raw!r} must be {what} greater than 0") from None
+    if not math.isfinite(value) or value <= 0:
+        raise PerseError(f"environment variable {name}={raw!r} must be {what} greater than 0")
+    return value
 
 
 @dataclass
@@ -49,6 +62,11 @@ class Settings:
     run_concurrency: int = 1
     render_concurrency: int = 4
     queue_size: int = 32
+    # Storage policy (docs/storage.md): how long a session's avatars are kept after its last activity,
+    # how long a build may go unwatched before it is cancelled, and the largest upload accepted.
+    session_hours: float = 24.0
+    orphan_s: float = 120.0
+    max_upload_mb: float = 25.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Settings":
@@ -61,10 +79,26 @@ class Settings:
         return cls(
             gpu=gpu,
             overrides=[item.strip() for item in environ.get("PERSE_APP_OVERRIDES", "").split(";") if item.strip()],
-            run_concurrency=_env_int("PERSE_RUN_CONCURRENCY", 1, environ),
-            render_concurrency=_env_int("PERSE_RENDER_CONCURRENCY", 4, environ),
-            queue_size=_env_int("PERSE_QUEUE_SIZE", 32, environ),
+            run_concurrency=_env_number("PERSE_RUN_CONCURRENCY", 1, environ),
+            render_concurrency=_env_number("PERSE_RENDER_CONCURRENCY", 4, environ),
+            queue_size=_env_number("PERSE_QUEUE_SIZE", 32, environ),
+            session_hours=_env_number("PERSE_SESSION_HOURS", 24.0, environ, float),
+            orphan_s=_env_number("PERSE_ORPHAN_SECONDS", 120.0, environ, float),
+            max_upload_mb=_env_number("PERSE_MAX_UPLOAD_MB", 25.0, environ, float),
         )
+
+    @property
+    def session_ttl_s(self) -> float:
+        return self.session_hours * 3600
+
+    @property
+    def sweep_interval_s(self) -> float:
+        """How often expired sessions and unwatched builds are looked for: a fraction of either limit."""
+        return max(1.0, min(60.0, self.session_ttl_s / 4, self.orphan_s / 4))
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1e6)
 
     @property
     def presets(self) -> list[str]:
@@ -83,60 +117,115 @@ class Settings:
                 "preset builds a 512 px avatar in about two minutes.")
 
 
+
 def _view(yaw: float, pitch: float, *expression: float) -> studio.View:
     return studio.View(float(yaw), float(pitch), {name: float(v) for name, v in zip(EXPRESSIONS, expression)})
 
 
-def _user_message(exc: PerseError, *paths: str | None) -> str:
-    """The error text with server-side temp paths shortened to the visitor's file names."""
-    message = str(exc)
-    for path in paths:
-        if path:
-            message = message.replace(str(path), Path(path).name)
-    return message
-
-
 def avatar_call(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     """For handlers acting on a trained avatar: no avatar -> a hint; PerseError -> a warning toast;
-    anything else -> a generic error (details go to the server log)."""
+    anything else -> a generic error (details go to the server log). Outputs a handler leaves out keep
+    their value (app.py fills them with gr.skip())."""
 
     @functools.wraps(fn)
     def wrapper(self: "Handlers", session: Session | None, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if session is None or session.latent is None:
+        if session is None or session.closed or session.current is None:
             gr.Info(NO_AVATAR)
             return {}
+        self.root.touch(session)
         try:
-            return fn(self, session, *args, **kwargs)
+            with session.in_use():
+                return fn(self, session, *args, **kwargs)
         except PerseError as exc:
-            gr.Warning(_user_message(exc, *[a for a in args if isinstance(a, str) and os.path.isfile(a)]))
+            gr.Warning(shorten_paths(str(exc), *[a for a in args if isinstance(a, str) and os.path.isfile(a)]))
             return {}
         except Exception as exc:
             log.exception("avatar call %s failed", fn.__name__)
             raise gr.Error("Something went wrong on the server; the details are in its log. Please try again.") from exc
+        finally:
+            # Idle time counts from the end of a call: a long export must not expire its own session.
+            self.root.touch(session)
 
     return wrapper
 
 
-def _megabytes(path: str) -> str:
-    return f"{os.path.getsize(path) / 1e6:.1f} MB"
+def file_size(path: str | Path) -> str:
+    size = os.path.getsize(path)
+    if size < 1e3:
+        return f"{size} bytes"
+    if size < 1e6:
+        return f"{size / 1e3:.0f} KB"
+    return f"{size / 1e6:.1f} MB"
+
+
+def _thumbnail(rgb: np.ndarray) -> np.ndarray:
+    image = Image.fromarray(rgb)
+    image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+    return np.asarray(image)
 
 
 class Handlers:
     def __init__(self, root: SessionRoot, settings: Settings):
         self.root = root
         self.settings = settings
+        # Bounds the builds running at once (PERSE_RUN_CONCURRENCY), also those whose page was reloaded.
+        self.slots = threading.BoundedSemaphore(settings.run_concurrency)
 
     # -- sessions -------------------------------------------------------------------------------
-    def forget(self, session: Session | None) -> None:
-        """gr.State's delete_callback and the page-unload hook: the session's folder and avatar go."""
-        if session is not None:
-            studio.AVATARS.drop(session.run_dir)
-            self.root.close(session)
+    def _session(self, session: Session | None, request: gr.Request | None) -> Session:
+        """The page's session; an API client (no page load) gets one keyed by its gradio session hash."""
+        if session is not None and not session.closed:
+            self.root.touch(session)
+            return session
+        hash_ = getattr(request, "session_hash", None)
+        return self.root.open(f"api:{hash_}" if hash_ else None)
 
-    def unload(self, request: gr.Request) -> None:
-        if request is not None and request.session_hash:
-            session = self.root.find(request.session_hash)
-            self.forget(session)
+    def restore(self, token: str | None, request: gr.Request) -> Iterator[dict[str, Any]]:
+        """Page load: the browser's token finds its session again (a reload keeps the avatars and
+        reattaches to a build under way); an unknown token starts a new session and a new token."""
+        session = self.root.open(token if isinstance(token, str) else None)
+        running = session.running()
+        out: dict[str, Any] = {"token": session.key, "session": session, "builds": self._builds_menu(session),
+                               "cancel": gr.update(interactive=running is not None)}
+        with session.lock:
+            current = session.current
+        if current is not None:
+            out.update(self._show(session, current))
+            out["status"] = f"**Welcome back.** Your avatar {current.label()} is below."
+        yield out if running is not None or current is None else {**out, **self._panels(current)}
+        if running is not None:
+            # The run panels show the build under way, not the avatar's own build.
+            yield from self._watch(session, running, replay=False)
+
+    def _builds_menu(self, session: Session | None) -> Any:
+        ready = session.ready() if session is not None else []
+        current = session.current if session is not None else None
+        return gr.update(choices=[(build.label(), build.number) for build in ready],
+                         value=current.number if current is not None else None, visible=bool(ready))
+
+    def choose(self, session: Session | None, number: Any) -> dict[str, Any]:
+        """Show another of the session's avatars in the studio."""
+        build = session.find_build(number) if session is not None and not session.closed else None
+        if build is None:
+            gr.Info(NO_AVATAR if session is None or not session.ready() else "That avatar is no longer kept.")
+            return {"builds": self._builds_menu(session)}
+        self.root.touch(session)
+        return {"status": f"Showing avatar {build.label()}.", **self._show(session, build), **self._panels(build)}
+
+    @staticmethod
+    def _panels(build: Build) -> dict[str, Any]:
+        """What the build showed while it ran (aligned portrait, clips, losses, last render)."""
+        snap = build.snapshot()
+        return {"ingest": snap["ingest"], "gallery": snap["gallery"], "preview": snap["preview"],
+                "losses": loss_figure(snap["losses"]) if snap["losses"] else None}
+
+    def _show(self, session: Session, build: Build) -> dict[str, Any]:
+        """Make `build` the studio's avatar, at the photo's own look, front view."""
+        with session.lock:
+            session.current = build
+            build.look = build.source
+        return {"view": build.image, "report": gr.update(value=build.view.report, visible=build.view.report is not None),
+                "builds": self._builds_menu(session), **self._studio_updates(build.info)}
 
     # -- the build ------------------------------------------------------------------------------
     def _config(self, categories: list[str], preset: str):
@@ -145,9 +234,24 @@ class Handlers:
             overrides.append("device=cpu")
         return build_config(preset, overrides=overrides + self.settings.overrides)
 
+    def check_photo(self, photo: str | None) -> dict[str, Any]:
+        """On upload: the ingest stage's own checks (format, size, decompression bombs) and a preview."""
+        if not photo:
+            return {"photo_preview": None}
+        limits = build_config(self.settings.default_preset, overrides=self.settings.overrides).ingest
+        try:
+            loaded = load_photo(photo, limits.max_megapixels, limits.min_side)
+        except PerseError as exc:
+            message = shorten_paths(str(exc), photo)
+            gr.Warning(message)
+            return {"photo_preview": None, "status": f"**This photo cannot be used.** {message}"}
+        width, height = loaded.size
+        return {"photo_preview": _thumbnail(loaded.rgb),
+                "status": f"{Path(photo).name}: {width}x{height} pixels. Choose the attributes and press **Run**."}
+
     def run(self, photo: str | None, categories: list[str] | None, preset: str, session: Session | None,
             request: gr.Request) -> Iterator[dict[str, Any]]:
-        session = session or self.root.open(request.session_hash if request else None)
+        session = self._session(session, request)
         if not photo:
             gr.Warning("Upload a portrait (or click one of the examples) first.")
             yield {"session": session, "status": "Waiting for a portrait."}
@@ -166,57 +270,80 @@ class Handlers:
             gr.Warning(str(exc))
             yield {"session": session, "status": f"**Settings problem.** {exc}"}
             return
-        if not session.building.acquire(blocking=False):
-            gr.Warning("A build is already running in this session; wait for it or press Cancel.")
-            yield {"status": "A build is already running in this session."}
-            return
-        try:
-            yield from self._build(photo, config, notes, session)
-        finally:
-            session.building.release()
+        with session.lock:
+            if session.running() is not None:
+                gr.Warning("A build is already running in this session; wait for it or press Cancel.")
+                yield {"session": session, "status": "A build is already running in this session."}
+                return
+            number, folder = session.next_build()
+            build = Build(number, folder, photo, config, clock=self.root.clock,
+                          weights=stage_weights(config.avatar.steps, self.settings.gpu))
+            session.builds.append(build)
+        build.start(self.slots, on_ready=functools.partial(self._on_ready, session))
+        yield {"session": session, "report": gr.update(visible=False), "ingest": None, "gallery": [], "losses": None,
+               "preview": None, "cancel": gr.update(interactive=True),
+               "status": "Starting" + (f" ({'; '.join(notes)})" if notes else "")}
+        yield from self._watch(session, build)
 
-    def _build(self, photo: str, config: PipelineConfig, notes: list[str], session: Session) -> Iterator[dict[str, Any]]:
-        studio.AVATARS.drop(session.run_dir)
-        session.latent = session.avatar = None
-        session.cancel.reset()
-        yield {"session": session, "studio": gr.update(visible=False), "report": gr.update(visible=False),
-               "ingest": None, "gallery": [],
-               "losses": None, "preview": None, "status": "Starting" + (f" ({'; '.join(notes)})" if notes else "")}
-        view = RunView()
-        start = time.perf_counter()
-        try:
-            for event in studio.pipeline_events(photo, str(session.run_dir), config, session.cancel):
-                view.update(event)
-                out: dict[str, Any] = {"status": f"{view.status_markdown()}  \n*{time.perf_counter() - start:.0f} s*"}
-                if "ingest" in view.changed:
-                    out["ingest"] = view.ingest_image
-                if "gallery" in view.changed:
-                    out["gallery"] = list(view.gallery)
-                if "losses" in view.changed:
-                    out["losses"] = loss_figure(view.losses)
-                if "preview" in view.changed:
-                    out["preview"] = view.preview
+    @staticmethod
+    def _on_ready(session: Session, build: Build) -> None:
+        with session.lock:
+            session.current = build
+
+    def _watch(self, session: Session, build: Build, replay: bool = True) -> Iterator[dict[str, Any]]:
+        """Stream a build's progress to one page, from whatever it has already shown (nothing, on a reload).
+        With `replay`, every event's status is shown (an API client reads each stage's message), else a
+        reattached page starts from the latest."""
+        shown: dict[str, Any] = {}
+        version = -1
+        heard = 0 if replay else len(build.snapshot()["statuses"])
+        while True:
+            build.watched_at = self.root.clock()
+            self.root.touch(session)
+            version = build.wait(version, HEARTBEAT_S)
+            snap = build.snapshot()
+            missed, heard = snap["statuses"][heard:-1], max(heard, len(snap["statuses"]))
+            for status in missed:
+                yield {"status": f"{status}  \n*{build.elapsed:.0f} s*"}
+            out: dict[str, Any] = {}
+            if snap["state"] == "queued":
+                out["status"] = "**Waiting for a free slot**: other avatars are being built; yours starts after them."
+            elif snap["state"] == "running":
+                out["status"] = f"{snap['status'] or 'Starting'}  \n*{build.elapsed:.0f} s*"
+            for name in ("ingest", "preview"):
+                if snap[name] != shown.get(name):
+                    out[name] = shown[name] = snap[name]
+            # A fresh page (or one Run just cleared) shows no clips and no chart: only news is sent.
+            if len(snap["gallery"]) != shown.get("gallery", 0):
+                out["gallery"], shown["gallery"] = snap["gallery"], len(snap["gallery"])
+            if len(snap["losses"]) != shown.get("losses", 0):
+                out["losses"], shown["losses"] = loss_figure(snap["losses"]), len(snap["losses"])
+            if snap["state"] in ("queued", "running"):
                 yield out
-            info, latent, image = studio.open_avatar(str(session.run_dir), studio.View())
-        except Cancelled as exc:
-            yield {"status": f"**Stopped.** {exc}. Press Run to continue from there."}
+                continue
+            out.update(self._finished(session, build))
+            yield out
             return
-        except PerseError as exc:
-            message = _user_message(exc, photo)
-            gr.Warning(message)
-            yield {"status": f"**Could not build an avatar from this photo.** {message}"}
-            return
-        except Exception:
-            log.exception("run failed for session %s", session.id)
-            gr.Warning("Something went wrong on the server; the details are in its log.")
-            yield {"status": "**Something went wrong on the server.** The details are in its log; please try again."}
-            return
-        session.avatar, session.latent = info, latent
-        elapsed = time.perf_counter() - start
-        yield {"status": f"**Avatar ready** in {elapsed:.0f} s ({info.num_gaussians} Gaussians, "
-                         f"{len(info.categories)} editable categories). {view.summary}",
-               "view": image, "report": gr.update(value=view.report, visible=view.report is not None),
-               **self._studio_updates(info)}
+
+    def _finished(self, session: Session, build: Build) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": build.outcome, "cancel": gr.update(interactive=False),
+                               "builds": self._builds_menu(session)}
+        if build.warning:
+            gr.Warning(build.warning)
+        if build.state == "ready":
+            out.update(self._show(session, build))
+        elif session.current is not None:
+            out["status"] += f"  \nYour avatar {session.current.label()} is kept: the studio below still shows it."
+            out.update(self._panels(session.current))
+        return out
+
+    def cancel(self, session: Session | None) -> dict[str, Any]:
+        build = session.running() if session is not None else None
+        if build is None:
+            gr.Info("No build is running.")
+            return {}
+        build.cancel.cancel()
+        return {"status": "Stopping at the next checkpoint…"}
 
     def _studio_updates(self, info: studio.AvatarInfo) -> dict[str, Any]:
         out: dict[str, Any] = {"studio": gr.update(visible=True)}
@@ -235,15 +362,13 @@ class Handlers:
             "clip_end": gr.update(maximum=len(first) - 1, value=len(first) - 1),
             "clip_frames": gr.update(value=info.interp_frames),
             "transfer_category": gr.update(choices=trained, value=trained[0]),
-            "yaw": 0, "pitch": 0, **{f"expr:{name}": 0 for name in EXPRESSIONS},
+            **self._front_view(),
         })
         return out
 
-    def cancel(self, session: Session | None) -> dict[str, Any]:
-        if session is None:
-            return {}
-        session.cancel.cancel()
-        return {"status": "Stopping at the next checkpoint…"}
+    @staticmethod
+    def _front_view() -> dict[str, Any]:
+        return {"yaw": 0, "pitch": 0, **{f"expr:{name}": 0 for name in EXPRESSIONS}}
 
     # -- playing with the avatar ----------------------------------------------------------------
     def _edit(self, session: Session, view: studio.View, op: str, category: str | None = None,
@@ -261,15 +386,20 @@ class Handlers:
 
     @avatar_call
     def randomize(self, session: Session, *view: float, category: str | None = None) -> dict[str, Any]:
+        """A look drawn from the learned prior; the sliders move to the nearest positions they can show."""
         seed = secrets.randbits(31)
         out = self._edit(session, _view(*view), "sample", category, seed)
+        positions = studio.slider_positions(str(session.run_dir), session.latent)
+        out.update({f"slider:{name}": round(position, 2) for name, position in positions.items()
+                    if category in (None, name)})
         gr.Info(f"Random {category or 'look'} (seed {seed}).")
         return out
 
     @avatar_call
-    def reset(self, session: Session, *view: float) -> dict[str, Any]:
-        out = self._edit(session, _view(*view), "reset")
-        out.update({f"slider:{c}": 0 for c in session.avatar.categories})
+    def reset(self, session: Session) -> dict[str, Any]:
+        """Back to the photo's own look, seen from the front with a neutral expression."""
+        out = self._edit(session, studio.View(), "reset")
+        out.update({f"slider:{c}": 0 for c in session.avatar.categories}, **self._front_view())
         return out
 
     @avatar_call
@@ -282,6 +412,8 @@ class Handlers:
 
     @avatar_call
     def clip_range(self, session: Session, category: str) -> dict[str, Any]:
+        if category not in session.avatar.categories:
+            return {}
         last = len(session.avatar.categories[category]) - 1
         return {"clip_start": gr.update(maximum=last, value=0), "clip_end": gr.update(maximum=last, value=last)}
 
@@ -294,15 +426,15 @@ class Handlers:
                                          int(frames), _view(*view), str(out))
         return {"clip_gif": gr.update(value=path if suffix == ".gif" else None, visible=suffix == ".gif"),
                 "clip_video": gr.update(value=path if suffix == ".mp4" else None, visible=suffix == ".mp4"),
-                "clip_download": gr.update(value=path, visible=True, label=f"Download {Path(path).name} "
-                                                                          f"({_megabytes(path)})")}
+                "clip_download": gr.update(value=path, visible=True,
+                                           label=f"Download {Path(path).name} ({file_size(path)})")}
 
     @avatar_call
     def ply(self, session: Session, *view: float) -> dict[str, Any]:
         path, count = studio.export_ply(str(session.run_dir), session.latent, _view(*view),
                                         str(session.output_path("avatar", ".ply")), None)
         return {"ply_download": gr.update(value=path, visible=True,
-                                          label=f"Download avatar.ply ({count} Gaussians, {_megabytes(path)})")}
+                                          label=f"Download avatar.ply ({count} Gaussians, {file_size(path)})")}
 
     @avatar_call
     def show_3d(self, session: Session, *view: float) -> dict[str, Any]:
@@ -311,5 +443,4 @@ class Handlers:
                                         str(session.output_path("avatar-web", ".ply")), cap)
         kept = "all" if count == session.avatar.num_gaussians else f"the {count} most opaque of {session.avatar.num_gaussians}"
         return {"model3d": path,
-                "model3d_info": f"{count} Gaussians ({kept}), {_megabytes(path)}. Drag to orbit, scroll to zoom."}
-
+                "model3d_info": f"{count} Gaussians ({kept}), {file_size(path)}. Drag to orbit, scroll to zoom."}

@@ -152,6 +152,27 @@ def edit(run_dir: str, latent: torch.Tensor, view: View, op: str = "render", cat
     return latent.cpu(), _render(avatar, latent, view)
 
 
+@spaces.GPU(duration=20)
+def slider_positions(run_dir: str, latent: torch.Tensor) -> dict[str, float]:
+    """Per category, the slider position whose blend of neighbouring codes lies nearest the category's code
+    in `latent`: where the sliders should stand after a random look, which is drawn near the learned codes."""
+    avatar = AVATARS.get(run_dir)
+    size = avatar.model.latent_dim
+    positions = {}
+    for i, name in enumerate(avatar.categories):
+        code = latent[i * size:(i + 1) * size].to(avatar.device)
+        codes = avatar.learned_codes(name)
+        if len(codes) == 1:
+            positions[name] = 0.0
+            continue
+        start, span = codes[:-1], codes[1:] - codes[:-1]
+        t = (((code - start) * span).sum(dim=1) / span.pow(2).sum(dim=1).clamp_min(1e-12)).clamp(0.0, 1.0)
+        distance = (start + t[:, None] * span - code).norm(dim=1)
+        segment = int(distance.argmin())
+        positions[name] = segment + float(t[segment])
+    return positions
+
+
 def _reference_pose(run_dir: str) -> dict[str, float]:
     return json.loads(RunPaths(run_dir).portrait_meta.read_text())["head_pose"]
 

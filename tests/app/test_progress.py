@@ -1,7 +1,14 @@
 """How the app folds the pipeline's progress events into what it shows."""
 import math
 
-from perse.app.progress import RunView, loss_figure, training_losses
+from perse.app.progress import (
+    CPU_WEIGHTS,
+    GPU_WEIGHTS,
+    RunView,
+    loss_figure,
+    stage_weights,
+    training_losses,
+)
 from perse.events import Progress
 
 
@@ -24,11 +31,28 @@ def test_events_land_in_the_right_places():
     assert view.summary == "held-out PSNR 21.5 dB" and view.report == "/r/report.html"
 
 
-def test_overall_progress_grows_through_the_stages():
+def test_overall_progress_follows_the_expected_time():
+    for weights in (CPU_WEIGHTS, GPU_WEIGHTS):
+        view = RunView(weights=weights)
+        seen = [view.update(Progress(stage, f)).overall
+                for stage in ("ingest", "synth", "train", "export", "metrics") for f in (0.0, 0.5, 1.0)]
+        assert seen == sorted(seen) and seen[0] == 0.0 and abs(seen[-1] - 1.0) < 1e-9
+    view = RunView(weights=stage_weights(200, gpu=False))
+    span = view.update(Progress("train", 1.0)).overall - view.update(Progress("train", 0.0)).overall
+    assert abs(span - 0.8) < 1e-9, "training takes 80 % of a tiny CPU run, so 80 % of the bar"
+    view = RunView(weights=stage_weights(12000, gpu=True))
+    span = view.update(Progress("train", 1.0)).overall - view.update(Progress("train", 0.0)).overall
+    assert 0.7 < span < 0.8, "four times fast's steps: training is about three quarters of the run"
+
+
+def test_the_reports_identity_below_its_threshold_is_noticed():
     view = RunView()
-    seen = [view.update(Progress(stage, f)).overall
-            for stage in ("ingest", "synth", "train", "export", "metrics") for f in (0.0, 0.5, 1.0)]
-    assert seen == sorted(seen) and seen[0] == 0.0 and seen[-1] == 1.0
+    assert not view.identity_low
+    identity = {"backend": "dlib", "threshold": 0.5, "mean": 0.42}
+    view.update(Progress("metrics", 1.0, "done", metrics={"identity": identity}))
+    assert view.identity_low
+    view.update(Progress("metrics", 1.0, "done", metrics={"identity": {**identity, "mean": 0.7}}))
+    assert not view.identity_low
     assert "Training the avatar" in RunView().update(Progress("train", 0.25, "step 5")).status_markdown()
 
 

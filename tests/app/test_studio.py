@@ -8,6 +8,7 @@ from perse.app import studio
 from perse.avatar.train import train
 from perse.config import build_config
 from perse.core.ply import read_ply
+from perse.errors import PerseError
 from perse.testing.procedural import write_procedural_dataset
 
 
@@ -48,7 +49,8 @@ def test_slider_positions_blend_neighbouring_codes(run_dir):
     assert torch.allclose(avatar.slider_code("hair", 1.0), code(1))
     assert torch.allclose(avatar.slider_code("hair", 1.25), 0.75 * code(1) + 0.25 * code(2))
     assert torch.allclose(avatar.slider_code("hair", 2.0), code(2))
-    assert torch.allclose(avatar.slider_code("hair", 7.0), code(2)), "past the end clamps"
+    with pytest.raises(PerseError, match=r"\[0, 2\]"):
+        avatar.slider_code("hair", 7.0)
 
 
 def test_a_slider_edits_only_its_category(run_dir, opened):
@@ -76,7 +78,22 @@ def test_random_samples_are_reproducible_and_per_category(run_dir, opened):
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(_sub(a, info, "hair"), _sub(latent, info, "hair"))
     everything, _ = studio.edit(run_dir, latent, studio.View(), "sample", None, 5)
-    assert all(not torch.equal(_sub(everything, info, c), _sub(latent, info, c)) for c in info.categories)
+    assert any(not torch.equal(_sub(everything, info, c), _sub(latent, info, c)) for c in info.categories)
+
+
+def test_sliders_follow_a_random_look(run_dir, opened):
+    info, latent, _ = opened
+    avatar = studio.AVATARS.get(run_dir)
+    two = avatar.with_code(latent, "hair", avatar.code("hair", 2))
+    assert studio.slider_positions(run_dir, two) == {"hair": 2.0, "glasses": 0.0, "lips": 0.0}
+    for seed in range(4):
+        sample, _ = studio.edit(run_dir, latent, studio.View(), "sample", None, seed)
+        positions = studio.slider_positions(run_dir, sample)
+        for name, position in positions.items():
+            shown, drawn = avatar.slider_code(name, position), _sub(sample, info, name)
+            # No learned code is nearer the drawn one than the slider's blend.
+            assert all((shown - drawn).norm() <= (avatar.code(name, k) - drawn).norm() + 1e-5
+                       for k in range(len(info.categories[name])))
 
 
 def test_interpolation_gif_loops_between_two_positions(run_dir, opened, tmp_path):

@@ -27,7 +27,8 @@ class Server:
     process: subprocess.Popen
 
     def sessions(self) -> list[Path]:
-        return sorted(p for p in self.work_root.iterdir() if p.is_dir())
+        """The session folders of the app's root (perse.app.session: <root>/sessions/<id>)."""
+        return sorted(p for p in self.work_root.glob("perse-studio-*/sessions/*") if p.is_dir())
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -42,14 +43,12 @@ def _free_port() -> int:
 def launch(tmp: Path, **env: str) -> Server:
     port = _free_port()
     work_root = tmp / "sessions"
-    work_root.mkdir(parents=True)
+    work_root.mkdir(parents=True, exist_ok=True)
     log = tmp / "server.log"
     environment = {
         **os.environ,
         "GRADIO_SERVER_NAME": "127.0.0.1", "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-        "PERSE_DEVICE": "cpu", "PERSE_WORK_ROOT": str(work_root), "PERSE_APP_OVERRIDES": E2E_OVERRIDES,
-        # Gradio's own upload/output cache: per test server, removed with the tmp dir.
-        "GRADIO_TEMP_DIR": str(tmp / "gradio"), **env,
+        "PERSE_DEVICE": "cpu", "PERSE_WORK_ROOT": str(work_root), "PERSE_APP_OVERRIDES": E2E_OVERRIDES, **env,
     }
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=environment,

@@ -7,6 +7,7 @@ are saved (folder printed; PERSE_E2E_SCREENSHOTS picks it) for a person to look 
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ pytestmark = [
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_MS = 150_000
+# A short grace period, so that the test sees the session expire after the tab closes.
+SERVER_ENV = {"PERSE_SESSION_HOURS": str(20 / 3600)}
 
 
 def _image_at(page, selector: str) -> np.ndarray:
@@ -32,6 +35,14 @@ def _image_at(page, selector: str) -> np.ndarray:
     response = page.request.get(src)
     assert response.ok, f"{src}: HTTP {response.status}"
     return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"), dtype=np.float32)
+
+
+def _upload(page, component: str, path) -> None:
+    """Put a file into a gr.File, replacing the one it holds (its file input is there only while empty)."""
+    clear = page.locator(component).get_by_role("button", name="Clear")
+    if clear.count():
+        clear.click()
+    page.locator(f"{component} input[type=file]").set_input_files(str(path))
 
 
 def _download(page, make_button: str, download_button: str, folder):
@@ -62,19 +73,25 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         # A photo with no face: the visitor reads why, in the status box and a toast, not a traceback.
         faceless = tmp_path / "wall.png"
         Image.new("RGB", (320, 320), (128, 140, 150)).save(faceless)
-        page.locator("#photo input[type=file]").set_input_files(str(faceless))
-        expect(page.locator("#photo img")).to_be_visible(timeout=20_000)
+        expect(page.locator("#cancel")).to_be_disabled()
+        text = tmp_path / "notes.png"
+        text.write_text("not a photo at all")
+        _upload(page, "#photo", text)
+        expect(page.locator("#status")).to_contain_text("is a text file, not an image", timeout=20_000)
+        page.screenshot(path=shots / "00-text-file.png")
+        _upload(page, "#photo", faceless)
+        expect(page.locator("#photo-preview img")).to_be_visible(timeout=20_000)
         page.locator("#run").click()
         expect(page.locator("#status")).to_contain_text("no face found", timeout=60_000)
         expect(page.locator(".toast-body").first).to_contain_text("no face found")
         status = page.locator("#status").inner_text()
         assert "wall.png" in status and "Traceback" not in status and "/tmp/" not in status
         page.screenshot(path=shots / "00-no-face.png")
-        page.get_by_role("button", name="Remove Image").first.click()
 
         # Upload one of the shared portraits and keep two categories, to keep the CPU run short.
-        page.locator("#photo input[type=file]").set_input_files(str(PORTRAITS / "grace_hopper.jpg"))
-        expect(page.locator("#photo img")).to_be_visible(timeout=20_000)
+        _upload(page, "#photo", str(PORTRAITS / "grace_hopper.jpg"))
+        expect(page.locator("#photo-preview img")).to_be_visible(timeout=20_000)
+        expect(page.locator("#status")).to_contain_text("grace_hopper.jpg", timeout=20_000)
         for checkbox in page.locator("#categories label").all():
             if checkbox.inner_text().strip() not in {"hair", "glasses"} and checkbox.locator("input").is_checked():
                 checkbox.click()
@@ -82,13 +99,23 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
 
         page.locator("#run").click()
         expect(page.locator("#ingest img")).to_be_visible(timeout=60_000)
+        expect(page.locator("#cancel")).to_be_enabled()
+        # A reload in the middle of the build reattaches to it: its progress comes back and it finishes.
+        page.reload()
+        expect(page.locator("#ingest img")).to_be_visible(timeout=30_000)
         expect(page.locator("#gallery img").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
-        page.screenshot(path=shots / "02-running.png", full_page=True)
+        page.screenshot(path=shots / "02-running-after-reload.png", full_page=True)
         assert len(app_server.sessions()) == 1, "one visitor, one work folder"
 
         hair = page.locator("#slider-hair input[type=range]")
         expect(hair).to_be_visible(timeout=RUN_TIMEOUT_MS)
         expect(page.locator("#status")).to_contain_text("Avatar ready")
+        expect(page.locator("#cancel")).to_be_disabled()
+        # A reload of the finished page keeps the avatar, listed under "Your avatars".
+        page.reload()
+        expect(hair).to_be_visible(timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Welcome back")
+        expect(page.locator("#builds input")).to_have_value(re.compile("grace_hopper.jpg"))
         expect(page.locator("#report")).to_be_visible()
         expect(page.locator("#losses .js-plotly-plot")).to_be_visible()
         expect(page.locator("#slider-lips")).to_be_hidden()  # not trained: no slider
@@ -129,16 +156,26 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         expect(page.locator("#model3d canvas")).to_be_visible(timeout=30_000)
         page.wait_for_timeout(2_000)  # let the splat viewer draw a few frames before the screenshot
         page.locator("#studio").screenshot(path=shots / "06-3d-view.png")
-        assert "MB" in page.locator("#model3d-info").inner_text()
+        assert " KB" in page.locator("#model3d-info").inner_text() or " MB" in page.locator("#model3d-info").inner_text()
+        assert "0.0 MB" not in page.locator("#model3d-info").inner_text()
 
         # The full-resolution .ply of the current look, as a download.
         ply = _download(page, "#export-ply", "#ply-download", tmp_path)
         assert ply.suffix == ".ply" and ply.read_bytes().startswith(b"ply\nformat binary_little_endian")
 
+        # A later Run that fails (no face) leaves the avatar in the studio.
+        _upload(page, "#photo", faceless)
+        expect(page.locator("#status")).to_contain_text("wall.png", timeout=20_000)
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("no face found", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("is kept")
+        expect(hair).to_be_visible()
+        page.screenshot(path=shots / "07-failed-run-keeps-avatar.png", full_page=True)
+
         # Take the hair from another photo: a code fitted to that photo's hair region.
         page.get_by_role("tab", name="Take an attribute from another photo").click()
-        page.locator("#transfer-photo input[type=file]").set_input_files(str(PORTRAITS / "obama.jpg"))
-        expect(page.locator("#transfer-photo img")).to_be_visible(timeout=20_000)
+        _upload(page, "#transfer-photo", str(PORTRAITS / "obama.jpg"))
+        expect(page.locator("#transfer-photo")).to_contain_text("obama.jpg", timeout=20_000)
         before_src = page.locator("#avatar-view img").get_attribute("src")
         before = _image_at(page, "#avatar-view img")
         page.locator("#transfer").click()
@@ -148,17 +185,17 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         # One attribute changed, the rest of the head kept: a code far outside the learned ones makes the
         # decoder smear streaks over the whole image (a mean change of ~40 levels was seen).
         assert 0.5 < change < 20, f"attribute transfer changed the render by {change:.1f} levels on average"
-        page.locator("#studio").screenshot(path=shots / "07-transfer.png")
-        page.screenshot(path=shots / "08-whole-page.png", full_page=True)
+        page.locator("#studio").screenshot(path=shots / "08-transfer.png")
+        page.screenshot(path=shots / "09-whole-page.png", full_page=True)
 
         expect(page.locator("#status")).not_to_contain_text("Something went wrong")
         page.close()
         context.close()
         browser.close()
 
-    # Closing the tab ends the session: its work folder is removed (page unload -> gradio heartbeat).
-    deadline = time.monotonic() + 30
+    # The session outlives the tab for its grace period (SERVER_ENV: 20 s here), then its folder goes.
+    deadline = time.monotonic() + 60
     while app_server.sessions() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert app_server.sessions() == [], f"session folders left after the tab closed: {app_server.sessions()}"
+    assert app_server.sessions() == [], f"session folders left after the grace period: {app_server.sessions()}"
     print(f"browser session took {time.monotonic() - started:.0f} s")

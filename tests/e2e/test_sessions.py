@@ -71,7 +71,7 @@ def test_five_simultaneous_sessions_keep_their_own_outputs(app_server, tmp_path,
     # Each session's work folder holds exactly one of the five portraits.
     folders = app_server.sessions()
     assert len(folders) == 5
-    on_disk = [_small(folder / "run" / "portrait.png") for folder in folders]
+    on_disk = [_small(folder / "builds" / "001" / "portrait.png") for folder in folders]
     assert sorted(_nearest(on_disk, portraits)) == list(range(5))
 
     # Edits act on the caller's own avatar, even when everyone edits at once: hair to value 1 changes
