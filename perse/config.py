@@ -102,7 +102,7 @@ class SynthConfig:
     holdout_looks: int = ranged(2, 0)
     # Clips that change several categories at once (about half of them, one accessory at most), each
     # look one of the trained ones: they teach the avatar how looks combine (perse.synth.mix).
-    mixes: int = ranged(24, 0)
+    mixes: int = ranged(16, 0)
     frames: int = ranged(32, 1)
     size: int = ranged(512, 32, MAX_IMAGE_SIZE)
     # Frames scoring below this are dropped; None uses the chosen scorer's own same-person threshold

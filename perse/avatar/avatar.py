@@ -218,12 +218,18 @@ class Avatar:
         pairs = interpolation_pairs(len(self.categories[category]) - 1, self.config.synth.interp_ts)
         return sorted({b for a, b, _ in pairs if a == code} | {a for a, b, _ in pairs if b == code})
 
+    @staticmethod
+    def _accessory(category: str) -> bool:
+        """Worn or not (a hat, glasses): a category from outside the catalog counts as one."""
+        return category not in CATALOG or CATALOG[category].accessory
+
     def sample(self, seed: int = 0, categories: list[str] | None = None, base: Selection = None) -> torch.Tensor:
         """A random latent from the learned prior: the learned looks and the trained paths between them.
 
         Of the listed categories (default all), each changes with probability SAMPLE_CHANGE (a single
-        listed category always does): it takes one of its learned looks at random and, unless it is an
-        accessory, moves from it along one of its trained paths by up to SAMPLE_SPREAD. So a sample is
+        listed category always does; one accessory at most): it takes one of its learned looks at
+        random and, unless it is an accessory, moves from it along one of its trained paths by up to
+        SAMPLE_SPREAD. So a sample is
         a look the decoder was trained to draw: a hat is either worn or not, never a ghost. (Points off
         these paths, such as convex mixes of all codes or Gaussian steps around one, get no supervision
         and the decoder draws half-transparent blends of several looks there.)
@@ -234,6 +240,12 @@ class Avatar:
         changed = [name for name in names if float(torch.rand((), generator=generator)) < SAMPLE_CHANGE]
         if len(names) == 1 or not changed:
             changed = [names[int(torch.randint(len(names), (), generator=generator))]]
+        # One accessory at most, as in the mixed looks it was trained on (perse.synth.mix): a hat and
+        # glasses together were never shown, and their effects pile up on the same Gaussians.
+        worn = [name for name in changed if self._accessory(name)]
+        if len(worn) > 1:
+            keep = worn[int(torch.randint(len(worn), (), generator=generator))]
+            changed = [name for name in changed if name == keep or name not in worn]
         for name in changed:
             codes = self.learned_codes(name)
             # A change is to a look other than the source (keeping it is the other branch).
@@ -241,7 +253,7 @@ class Avatar:
             code = codes[pick]
             t = float(torch.rand((), generator=generator)) * SAMPLE_SPREAD
             paths = self.trained_paths(name, pick)
-            if paths and not (name in CATALOG and CATALOG[name].accessory):
+            if paths and not self._accessory(name):
                 other = paths[int(torch.randint(len(paths), (), generator=generator))]
                 code = (1 - t) * code + t * codes[other]
             latent = self.with_code(latent, name, code)

@@ -527,7 +527,7 @@ def mix_specs(a: dict[str, Any], b: dict[str, Any], t: float) -> tuple[dict[str,
     return mixed_a, mixed_b
 
 
-# Portraits whose lifted head the editor keeps (a run edits one; tests a few).
+# Faces whose lifted head the editor keeps (a run edits one; tests a few).
 LIFTED_CACHE = 4
 # An accessory's share of a pixel below this is rounding in its render: the pixel stays the portrait's.
 SHARE_FLOOR = 1e-4
@@ -595,16 +595,18 @@ class ParametricEditor:
 
     def _lifted(self, portrait) -> tuple[LiftAnimator, accessories.Head]:
         """The portrait lifted to 3D (drawn by the CPU splatter) and its accessory fit, built once per
-        portrait: pairs ask from several threads."""
+        face: pairs ask from several threads, and a portrait that other looks were drawn over (a mixed
+        look: `dataclasses.replace` keeps its landmarks) is the same head, lit by the same light; its
+        recoloured pixels reach the accessory through `image` alone."""
         with self._lock:
-            cached = self._heads.get(id(portrait))
-            if cached is None or cached[0] is not portrait:
+            cached = self._heads.get(id(portrait.landmarks))
+            if cached is None or cached[0] is not portrait.landmarks:
                 animator = LiftAnimator(portrait, renderer="splat")
                 head = accessories.Head(portrait, animator.geometry, estimate_lighting(portrait, animator.geometry))
                 if len(self._heads) >= LIFTED_CACHE:
                     self._heads.pop(next(iter(self._heads)))
-                # The portrait is kept with its entry so its id cannot be reused by another object.
-                self._heads[id(portrait)] = cached = (portrait, animator, head)
+                # The landmarks are kept with their entry so their id cannot be reused by another object.
+                self._heads[id(portrait.landmarks)] = cached = (portrait.landmarks, animator, head)
             return cached[1], cached[2]
 
     def edit(self, portrait, category: Category, value: Value, strength: float = 1.0) -> EditResult:
