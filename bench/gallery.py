@@ -16,6 +16,7 @@ KB each at most; PNG would be five times that), the turntable strip PNG.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -106,8 +107,10 @@ def render_portrait(run: Path, out: Path, seed: int, device: str) -> dict:
     save_png(out / "turntable.png", contact_sheet(shown, [""] * len(shown), columns=len(shown), tile=TILE))
     report_path = RunPaths(run).report
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    # Entries are rebuilt one portrait at a time (a GPU call holds a few): each says when it was made.
+    built = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return {"categories": list(avatar.categories), "goals": report.get("goals", []),
-            "image_size": avatar.image_size, "gaussians": avatar.model.num_gaussians}
+            "image_size": avatar.image_size, "gaussians": avatar.model.num_gaussians, "built": built}
 
 
 def readme(entries: dict[str, dict], preset: str, device: str) -> str:
@@ -124,7 +127,8 @@ def readme(entries: dict[str, dict], preset: str, device: str) -> str:
             lines += [f"| {g['measure']} | {g['shown']} | {g['goal']} | {'met' if g['met'] else '**missed**'} |"
                       for g in entry["goals"]]
             lines.append("")
-        lines += [f"{entry['image_size']} px, {entry['gaussians']} Gaussians.", "",
+        built = f" Built {entry['built']}." if entry.get("built") else ""
+        lines += [f"{entry['image_size']} px, {entry['gaussians']} Gaussians.{built}", "",
                   "Learned looks:", "", f"![edits]({name}/edits.jpg)", "", "In-betweens:", ""]
         for category in entry["categories"]:
             lines += [f"{category}:", "", f"![{category}]({name}/between_{category}.jpg)", ""]
