@@ -9,8 +9,9 @@
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-devel-ubuntu22.04
 FROM ${CUDA_IMAGE}
 
-# GPU generations to compile gsplat for: T4 7.5, A100 8.0, A10G 8.6, L4/L40S 8.9, H100/H200 9.0.
-ARG TORCH_CUDA_ARCH_LIST="7.5;8.0;8.6;8.9;9.0"
+# GPU generations to compile gsplat for: T4 7.5, A100 8.0, A10G 8.6, L4/L40S 8.9, H100/H200 9.0; +PTX lets
+# a newer GPU's driver compile the 9.0 code for itself (when the container starts, in the warm-up render).
+ARG TORCH_CUDA_ARCH_LIST="7.5;8.0;8.6;8.9;9.0+PTX"
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -58,12 +59,20 @@ if nvcc.group(1) != torch_major:
 print(f"nvcc CUDA {nvcc.group(1)}.{nvcc.group(2)}, torch {torch.__version__} (CUDA {torch.version.cuda})")
 PY
 
-# Compile gsplat's CUDA extension now (nvcc needs no GPU), so no visitor waits for a JIT build.
+# Compile gsplat's CUDA extension now (nvcc needs no GPU), so no visitor waits for a JIT build: gsplat's
+# first import builds it (torch.utils.cpp_extension, for TORCH_CUDA_ARCH_LIST) into
+# $TORCH_EXTENSIONS_DIR/gsplat_cuda/gsplat_cuda.so; without nvcc it would leave _C None, hence the assert.
 RUN python -c "from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA extension did not build'" \
  && du -sh /opt/torch_extensions
+# The app loads that file directly (perse.core.render.load_gsplat). gsplat's own loader would re-enter the
+# JIT builder at every start, which rebuilds for a minute or more whenever its inputs look different, e.g.
+# with TORCH_CUDA_ARCH_LIST changed at run time.
+ENV PERSE_GSPLAT_PREBUILT=/opt/torch_extensions/gsplat_cuda/gsplat_cuda.so
 
 COPY --chown=user . .
-RUN pip install --no-deps --no-build-isolation -e .
+RUN pip install --no-deps --no-build-isolation -e . \
+ && python -c "import sys; from perse.core.render import load_gsplat; load_gsplat(); from gsplat.cuda._backend import _C; \
+assert _C is sys.modules['gsplat.csrc'] and _C.__file__ == '$PERSE_GSPLAT_PREBUILT', f'gsplat loaded {_C}, not the prebuilt extension'"
 
 EXPOSE 7860
 CMD ["python", "app.py"]

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 # On a ZeroGPU Space, spaces must patch torch before anything imports it.
-import spaces  # noqa: F401  (isort: skip)
+import spaces  # isort: skip
 import gradio as gr
 
 from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
 from perse.app.session import SessionRoot
 from perse.config import PRESETS, build_config
+from perse.core.render import warm_up
 from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
 from perse.synth.catalog import CATALOG
 
@@ -227,6 +228,10 @@ def main() -> None:
     root = SessionRoot(os.environ.get("PERSE_WORK_ROOT") or None, ttl_s=settings.session_ttl_s)
     root.start_sweeper(settings.sweep_interval_s, settings.orphan_s)
     demo = build(Handlers(root, settings))
+    # Before the port opens, so no visitor's call loads (or builds) gsplat's kernels. ZeroGPU's main
+    # process only emulates CUDA (a kernel launched there fails); its GPU calls run in workers.
+    if settings.gpu and not spaces.config.Config.zero_gpu:
+        print(f"gsplat's CUDA kernels warmed up in {warm_up():.1f} s", flush=True)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),

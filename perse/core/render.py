@@ -16,6 +16,7 @@ import importlib.util
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -128,6 +129,36 @@ def load_gsplat():
     except ImportError as exc:
         raise PerseError(f"the CUDA renderer needs gsplat ({exc}); install requirements.txt, or render on CPU") from exc
     return gsplat
+
+
+def warm_up(size: int = 64, count: int = 256) -> float | None:
+    """Render a small random scene through gsplat on the GPU, forward and backward, and return the seconds
+    it took; without CUDA, do nothing and return None.
+
+    A server calls it at start so that its first visitor does not pay for what the first CUDA render
+    costs: loading gsplat's extension (building it, where no prebuilt one was found), creating the CUDA
+    context and the first launch of the rasterizer's kernels and their gradients, which training uses.
+    """
+    if not torch.cuda.is_available():
+        return None
+    start = time.perf_counter()
+    load_gsplat()
+    from gsplat.cuda._backend import _C
+
+    if _C is None:
+        raise PerseError("gsplat's CUDA extension is not available and could not be built (gsplat needs nvcc, "
+                         "a CUDA toolkit, to build it); install one, or render on CPU")
+    g = torch.Generator().manual_seed(0)
+    # A cloud in front of the frontal camera, each Gaussian a few pixels across and elongated (so that
+    # its rotation has a gradient too).
+    scene = Gaussians(torch.rand(count, 3, generator=g) - 0.5, torch.randn(count, 4, generator=g),
+                      torch.rand(count, 3, generator=g) * 0.06 + 0.02, torch.full((count,), 0.8),
+                      torch.rand(count, 3, generator=g))
+    scene = scene.map(lambda t: t.cuda().requires_grad_(True))
+    result = render(scene, Camera.frontal(size, 14.0), backend="gsplat")
+    (result.rgb.sum() + result.alpha.sum()).backward()
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
