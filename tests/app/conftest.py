@@ -2,6 +2,22 @@ import logging
 
 import pytest
 
+from perse.avatar.train import train
+from perse.config import build_config
+from perse.testing.procedural import write_procedural_dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_avatar(tmp_path_factory):
+    """(run folder, config) of an avatar trained a dozen steps on a procedural dataset: enough for the hair
+    codes to render visibly apart, which is all the app's wiring tests need."""
+    run = tmp_path_factory.mktemp("avatar-run")
+    write_procedural_dataset(run, size=32, frames=2, n_gaussians=300)
+    config = build_config("tiny", overrides=["device=cpu", "avatar.steps=12", "avatar.num_gaussians=300"])
+    for _ in train(run, config):
+        pass
+    return run, config
+
 
 @pytest.fixture(autouse=True)
 def no_server_errors(caplog):

@@ -14,19 +14,11 @@ from perse.app.builds import Build
 from perse.app.handlers import Handlers, Settings
 from perse.app.progress import CPU_WEIGHTS
 from perse.app.session import SessionRoot
-from perse.avatar.train import train
-from perse.config import build_config
-from perse.testing.procedural import write_procedural_dataset
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("avatar-run")
-    write_procedural_dataset(run, size=32, frames=2, n_gaussians=300)
-    config = build_config("tiny", overrides=["device=cpu", "avatar.steps=2", "avatar.num_gaussians=300"])
-    for _ in train(run, config):
-        pass
-    return run, config
+def trained(tiny_avatar):
+    return tiny_avatar
 
 
 @pytest.fixture

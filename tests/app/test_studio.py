@@ -5,22 +5,13 @@ import pytest
 import torch
 
 from perse.app import studio
-from perse.avatar.train import train
-from perse.config import build_config
 from perse.core.ply import read_ply
 from perse.errors import PerseError
-from perse.testing.procedural import write_procedural_dataset
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("avatar-run")
-    write_procedural_dataset(run, size=32, frames=2, n_gaussians=300)
-    # A dozen steps: enough for the hair codes to render visibly apart (what these wiring tests need).
-    config = build_config("tiny", overrides=["device=cpu", "avatar.steps=12", "avatar.num_gaussians=300"])
-    for _ in train(run, config):
-        pass
-    return str(run)
+def run_dir(tiny_avatar):
+    return str(tiny_avatar[0])
 
 
 @pytest.fixture(scope="module")
