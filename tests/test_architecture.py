@@ -18,7 +18,8 @@ LAYERS = {
     "export": 6,
     "metrics": 7,
     "pipeline": 8,
-    "cli": 9, "app": 9,
+    "batch": 9,
+    "cli": 10, "app": 10,
 }
 # Test support builds procedural datasets and trained avatars for tests and benches.
 OUTSIDE_THE_LAYERS = {"testing", "__init__"}

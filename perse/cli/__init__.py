@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "perse.cli.synth",
     "perse.cli.avatar",
     "perse.cli.commands",
+    "perse.cli.batch",
 ]
 
 
