@@ -219,7 +219,7 @@ class Avatar:
         return sorted({b for a, b, _ in pairs if a == code} | {a for a, b, _ in pairs if b == code})
 
     @staticmethod
-    def _accessory(category: str) -> bool:
+    def is_accessory(category: str) -> bool:
         """Worn or not (a hat, glasses): a category from outside the catalog counts as one."""
         return category not in CATALOG or CATALOG[category].accessory
 
@@ -242,7 +242,7 @@ class Avatar:
             changed = [names[int(torch.randint(len(names), (), generator=generator))]]
         # One accessory at most, as in the mixed looks it was trained on (perse.synth.mix): a hat and
         # glasses together were never shown, and their effects pile up on the same Gaussians.
-        worn = [name for name in changed if self._accessory(name)]
+        worn = [name for name in changed if self.is_accessory(name)]
         if len(worn) > 1:
             keep = worn[int(torch.randint(len(worn), (), generator=generator))]
             changed = [name for name in changed if name == keep or name not in worn]
@@ -253,7 +253,7 @@ class Avatar:
             code = codes[pick]
             t = float(torch.rand((), generator=generator)) * SAMPLE_SPREAD
             paths = self.trained_paths(name, pick)
-            if paths and not self._accessory(name):
+            if paths and not self.is_accessory(name):
                 other = paths[int(torch.randint(len(paths), (), generator=generator))]
                 code = (1 - t) * code + t * codes[other]
             latent = self.with_code(latent, name, code)

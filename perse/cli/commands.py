@@ -54,9 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("-o", "--output", type=Path, required=True, help=".png")
     sample.set_defaults(handler=_sample)
 
-    export = subparsers.add_parser("export", help="standard 3DGS .ply of the avatar (any attribute setting)")
+    export = subparsers.add_parser("export", help="the avatar as a 3DGS .ply or .splat (any attribute setting), "
+                                                  "or as a web page that edits it live (--web)")
     _avatar_args(export)
-    export.add_argument("--ply", type=Path, required=True)
+    export.add_argument("--ply", type=Path, help="standard 3DGS .ply")
+    export.add_argument("--splat", type=Path, help=".splat (32 bytes a Gaussian, antimatter15's format)")
+    export.add_argument("--web", type=Path, metavar="DIR",
+                        help="folder for index.html + the avatar's bundle: sliders, orbit and expressions run in "
+                             "the browser (serve it with any static server); --set/--expr/--max-gaussians do not apply")
     export.add_argument("--set", default="", metavar="CAT=POS,...")
     export.add_argument("--expr", default="", metavar="NAME=V,...")
     export.add_argument("--max-gaussians", type=int, help="keep only the most opaque ones (for web viewers)")
@@ -192,10 +197,30 @@ def _sample(args) -> int:
 
 def _export(args) -> int:
     from perse.core.ply import write_ply
+    from perse.export.splat import write_splat
+    from perse.export.web import write_web_bundle
 
-    _output(args.ply, (".ply",), "--ply")
+    if not (args.ply or args.splat or args.web):
+        raise PerseError("perse export: say what to write: --ply FILE.ply, --splat FILE.splat and/or --web DIR")
+    if args.ply:
+        _output(args.ply, (".ply",), "--ply")
+    if args.splat:
+        _output(args.splat, (".splat",), "--splat")
+    if args.web and args.web.exists() and not args.web.is_dir():
+        raise PerseError(f"--web {args.web} is a file; give a folder (it is created if missing)")
     _whole("--max-gaussians", args.max_gaussians, 1, 2**31 - 1)
     avatar = _load(args)
     gaussians = avatar.gaussians(_latent(avatar, args.set), _expression(args.expr))
-    print(write_ply(args.ply, gaussians, max_gaussians=args.max_gaussians))
+    for path, write in ((args.ply, write_ply), (args.splat, write_splat)):
+        if path:
+            write(path, gaussians, max_gaussians=args.max_gaussians)
+            print(f"{path}  {_megabytes(path.stat().st_size)}")
+    if args.web:
+        sizes = write_web_bundle(args.web, avatar)
+        print(f"{args.web / 'index.html'}  {_megabytes(sum(sizes.values()))} "
+              f"({len(avatar.model.means)} Gaussians; serve the folder, e.g. python -m http.server -d {args.web})")
     return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.2f} MB"

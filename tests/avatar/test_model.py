@@ -117,9 +117,9 @@ def test_sample_fit_and_api_errors(trained_run):
                 for c in range(len(avatar.categories))] for s in range(12)]
     assert all(any(row) for row in changed) and not all(all(row) for row in changed)
     # One accessory at most: tiny trains one (glasses), so hair is made to count as one too here.
-    assert not Avatar._accessory("hair") and Avatar._accessory("glasses")
+    assert not Avatar.is_accessory("hair") and Avatar.is_accessory("glasses")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Avatar, "_accessory", staticmethod(lambda name: name in {"hair", "glasses"}))
+        patch.setattr(Avatar, "is_accessory", staticmethod(lambda name: name in {"hair", "glasses"}))
         worn = [sum(not torch.equal(avatar.sample(seed=s)[c * d:(c + 1) * d], source[c * d:(c + 1) * d])
                     for c, name in enumerate(avatar.categories) if name in {"hair", "glasses"}) for s in range(24)]
     assert max(worn) == 1
