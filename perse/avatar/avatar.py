@@ -229,10 +229,10 @@ class Avatar:
         Of the listed categories (default all), each changes with probability SAMPLE_CHANGE (a single
         listed category always does; one accessory at most): it takes one of its learned looks at
         random and, unless it is an accessory, moves from it along one of its trained paths by up to
-        SAMPLE_SPREAD. So a sample is
-        a look the decoder was trained to draw: a hat is either worn or not, never a ghost. (Points off
-        these paths, such as convex mixes of all codes or Gaussian steps around one, get no supervision
-        and the decoder draws half-transparent blends of several looks there.)
+        SAMPLE_SPREAD. So a sample is a look the decoder was trained to draw: a hat is either worn or
+        not, never a ghost. (Points off these paths, such as convex mixes of all codes or Gaussian steps
+        around one, get no supervision, and the decoder draws half-transparent blends of several looks
+        there.)
         """
         generator = torch.Generator().manual_seed(seed)
         latent = self.latent(base)

@@ -4,7 +4,8 @@ For every selected category it draws `values` looks plus `holdout_looks` held-ou
 then continuous looks), edits the portrait (editor backend), animates each edit with the run's single
 motion script (animator backend), scores every frame's identity against the portrait and marks drifted
 frames dropped, then writes the interpolation targets `interpolation_pairs` plans between the trained
-looks (the source look included). Everything goes through perse.dataset; meta.json is written last,
+looks (the source look included), and animates `mixes` clips that combine trained looks of several
+categories (perse.synth.mix). Everything goes through perse.dataset; meta.json is written last,
 so an interrupted run leaves no valid dataset and the next run starts over, while a complete dataset
 is skipped.
 """
