@@ -66,7 +66,7 @@ def test_held_out_psnr_recomputed_independently(tiny_run):
     errors = []
     for clip_id, indices in holdout.items():
         clip = dataset.clips[clip_id]
-        selection = {clip.category: clip.code} if clip.category != "source" else None
+        selection = clip.changes or None
         for frame in (f for f in clip.frames if f.index in indices):
             camera = Camera(dataset.intrinsics(), np.asarray(frame.world_to_camera), dataset.meta.image_size,
                             dataset.meta.image_size)

@@ -122,7 +122,7 @@ def test_cli_writes_the_dataset_and_reports_bad_input(run_dir, capsys):
     assert read_dataset(run_dir).meta.categories["lips"][0] == "source"
     code = main(["synth", str(run_dir), "--preset", "tiny", "--categories", "lips", "--frames", "0", "--force"])
     assert code == 2
-    assert "a clip needs at least one frame" in capsys.readouterr().err
+    assert "'synth.frames': 0 is out of range" in capsys.readouterr().err
 
 
 def test_cancel_stops_between_clips_and_leaves_no_dataset(run_dir):
