@@ -9,19 +9,13 @@ from __future__ import annotations
 import io
 import re
 import time
-from pathlib import Path
 
 import numpy as np
-import pytest
 from appserver import PORTRAITS
+from chromium import BROWSER_TEST, CHROMIUM
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                                                      "(apt-get install -y chromium; .ci/run does this)"),
-]
+pytestmark = BROWSER_TEST
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_MS = 150_000

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import BROWSER_TEST, CHROMIUM
 from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from perse.avatar.avatar import Avatar
 from perse.export.web import serve, write_web_bundle
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                                                      "(apt-get install -y chromium; .ci/run does this)"),
-]
+pytestmark = BROWSER_TEST
 # WebGL2 without a GPU: ANGLE on SwiftShader, which Chromium only allows when told to.
 WEBGL_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
               "--ignore-gpu-blocklist", "--disable-background-networking", "--disable-component-update",
