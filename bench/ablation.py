@@ -35,14 +35,6 @@ COLUMNS = (
 )
 
 
-def lookup(report: dict, path: tuple[str, ...]):
-    for key in path:
-        if not isinstance(report, dict) or key not in report:
-            return None
-        report = report[key]
-    return report
-
-
 def parse_variant(text: str) -> tuple[str, list[str]]:
     name, _, overrides = text.partition(":")
     if not name:
@@ -80,6 +72,8 @@ def run_variant(run: Path, folder: Path, overrides: list[str], device: str | Non
 
 
 def main() -> int:
+    from perse.metrics import report_value
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a run folder with a finished dataset (and config.json)")
     parser.add_argument("--variant", type=parse_variant, action="append", required=True,
@@ -99,11 +93,11 @@ def main() -> int:
     for name, result in results.items():
         cells = []
         for title, path in COLUMNS:
-            value = lookup(result["report"], path)
+            value = report_value(result["report"], path)
             scale = 100 if title.endswith("%") else 1
             cells.append(f"{'-' if value is None else f'{value * scale:.2f}':>19}")
         print(f"{name:<14}{result['train_s']:>9.1f}" + "".join(cells))
-        looks = lookup(result["report"], ("held_out_looks", "categories")) or {}
+        looks = report_value(result["report"], ("held_out_looks", "categories")) or {}
         print(" " * 14 + "  held-out looks by category: "
               + ", ".join(f"{k} {v:.1f}" for k, v in looks.items() if isinstance(v, (int, float))))
     device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")

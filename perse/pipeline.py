@@ -31,6 +31,7 @@ from perse.core.paths import RunPaths
 from perse.dataset import is_complete
 from perse.errors import Cancelled, InputImageError, PerseError
 from perse.events import NEVER, CancelToken, Progress
+from perse.ingest.load import photo_file_size
 from perse.ingest.portrait import is_ingested
 
 STAGES = ("ingest", "synth", "train", "export", "metrics")
@@ -57,24 +58,15 @@ def _file_digest(path: Path) -> str:
 
 
 def _photo_hash(photo: Path, config: PipelineConfig) -> str:
-    """The photo's content hash, after checking it is a regular file of plausible size: a FIFO would
-    block the read forever and /dev/zero never ends."""
-    if not photo.exists():
-        raise InputImageError(f"{photo}: no such file; check the path and spelling")
-    if photo.is_dir():
-        raise InputImageError(f"{photo} is a folder, not a photo; pass one image file, e.g. {photo / 'portrait.jpg'}")
-    if not photo.is_file():
-        raise InputImageError(f"{photo} is not a regular file (a device or pipe?); pass a photo file")
+    """The photo's content hash, after checking it is a photo file (`photo_file_size`) of a size a
+    photo within the megapixel limit can have: hashing reads it whole."""
+    size = photo_file_size(photo)
     limit = int(config.ingest.max_megapixels * 1e6 * PHOTO_BYTES_PER_PIXEL) + PHOTO_METADATA_BYTES
+    if size > limit:
+        raise InputImageError(f"{photo} is {size / 1e6:.0f} MB, more than any photo within the "
+                              f"{config.ingest.max_megapixels:g} megapixel limit can be ({limit / 1e6:.0f} MB); "
+                              "downscale or re-compress it first")
     try:
-        size = photo.stat().st_size
-        if size == 0:
-            raise InputImageError(f"{photo} is empty (0 bytes); the download or copy probably failed, get the "
-                                  "photo again")
-        if size > limit:
-            raise InputImageError(f"{photo} is {size / 1e6:.0f} MB, more than any photo within the "
-                                  f"{config.ingest.max_megapixels:g} megapixel limit can be ({limit / 1e6:.0f} MB); "
-                                  "downscale or re-compress it first")
         return _file_digest(photo)
     except OSError as exc:
         raise InputImageError(f"{photo}: cannot read the photo ({exc.strerror}); check the path") from exc

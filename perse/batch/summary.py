@@ -14,6 +14,7 @@ from typing import Any
 
 from perse.core.io import atomic_write_bytes, atomic_write_json
 from perse.core.paths import RunPaths
+from perse.metrics import report_value
 
 SUMMARY_CSV, SUMMARY_JSON, SUMMARY_HTML = "summary.csv", "summary.json", "summary.html"
 STATES = ("queued", "running", "done", "skipped", "failed", "cancelled")
@@ -52,7 +53,7 @@ class PortraitStatus:
             report = json.loads(RunPaths(self.run).report.read_text())
         except (OSError, ValueError):
             return
-        self.measures = {column: _dig(report, path) for column, path in KEY_NUMBERS}
+        self.measures = {column: _measure(report, path) for column, path in KEY_NUMBERS}
         self.goals = [{key: goal.get(key) for key in ("measure", "value", "goal", "met", "shown")}
                       for goal in report.get("goals", []) if isinstance(goal, dict)]
 
@@ -61,12 +62,9 @@ class PortraitStatus:
         return f"{sum(bool(g['met']) for g in self.goals)}/{len(self.goals)}" if self.goals else ""
 
 
-def _dig(data: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data if isinstance(data, (int, float)) else None
+def _measure(report: Any, path: tuple[str, ...]) -> Any:
+    value = report_value(report, path)
+    return value if isinstance(value, (int, float)) else None
 
 
 def _goal_names(rows: list[PortraitStatus]) -> list[str]:

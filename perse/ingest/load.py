@@ -109,8 +109,9 @@ def _to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(image if mode == "RGB" else image.convert("RGB")), None
 
 
-def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
-    path = Path(path)
+def photo_file_size(path: Path) -> int:
+    """The size in bytes of a photo file, after checking it is a non-empty regular file: a FIFO would
+    block a read forever and /dev/zero never ends."""
     if not path.exists():
         raise InputImageError(f"{path}: no such file; check the path and spelling")
     if path.is_dir():
@@ -118,13 +119,22 @@ def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
     if not path.is_file():
         raise InputImageError(f"{path} is not a regular file (a device or pipe?); pass a photo file")
     try:
-        nbytes = path.stat().st_size
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputImageError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from exc
+    if size == 0:
+        raise InputImageError(f"{path} is empty (0 bytes); the download or copy probably failed, get the photo again")
+    return size
+
+
+def load_photo(path: str | Path, max_megapixels: float, min_side: int) -> Photo:
+    path = Path(path)
+    photo_file_size(path)
+    try:
         with path.open("rb") as handle:
             head = handle.read(64)
     except OSError as exc:
         raise InputImageError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from exc
-    if nbytes == 0:
-        raise InputImageError(f"{path} is empty (0 bytes); the download or copy probably failed, get the photo again")
 
     problems: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
