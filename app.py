@@ -120,9 +120,10 @@ def build(handlers: Handlers) -> gr.Blocks:
                     ui["yaw"] = gr.Slider(-MAX_YAW, MAX_YAW, value=0, step=1, label="Yaw (degrees)", elem_id="yaw")
                     ui["pitch"] = gr.Slider(-MAX_PITCH, MAX_PITCH, value=0, step=1, label="Pitch (degrees)",
                                             elem_id="pitch")
-                    for name in EXPRESSIONS:
-                        ui[f"expr:{name}"] = gr.Slider(0, 1, value=0, step=0.05, label=name.replace("_", " "),
-                                                       elem_id=f"expr-{name}")
+                    with gr.Accordion("Expression", open=False, elem_id="expressions"):
+                        for name in EXPRESSIONS:
+                            ui[f"expr:{name}"] = gr.Slider(0, 1, value=0, step=0.05, label=name,
+                                                           elem_id=f"expr-{name}")
                 with gr.Column(scale=1):
                     for category in CATEGORY_SLOTS:
                         with gr.Row(visible=False, equal_height=True) as ui[f"row:{category}"]:
@@ -147,13 +148,21 @@ def build(handlers: Handlers) -> gr.Blocks:
                     ui["clip_video"] = gr.Video(label="Clip", interactive=False, visible=False, loop=True,
                                                 autoplay=True, height=320, width=320, elem_id="clip-video")
                     ui["clip_download"] = gr.DownloadButton("Download clip", visible=False, elem_id="clip-download")
-                with gr.Tab("3D view", elem_id="tab-3d"):
-                    show_3d = gr.Button("Show the current look in 3D", elem_id="show-3d")
-                    ui["model3d"] = gr.Model3D(label="Gaussian splats (orbit with the mouse)", height=420,
-                                               elem_id="model3d")
-                    ui["model3d_info"] = gr.Markdown(label="3D view size", elem_id="model3d-info")
-                    export_ply = gr.Button("Export .ply of the current look (all Gaussians)", elem_id="export-ply")
-                    ui["ply_download"] = gr.DownloadButton("Download .ply", visible=False, elem_id="ply-download")
+                with gr.Tab("3D in your browser", elem_id="tab-3d") as tab_3d:
+                    # The avatar's web bundle in an iframe (perse/export/web): orbiting and its sliders run
+                    # in the browser. It opens at the studio's look; the button re-opens it after changes.
+                    ui["viewer_info"] = gr.Markdown(elem_id="viewer-info")
+                    show_3d = gr.Button("Open the studio's current look in 3D", size="sm", elem_id="show-3d")
+                    ui["viewer"] = gr.HTML(elem_id="viewer")
+                    ui["bundle_download"] = gr.DownloadButton("Download the viewer", visible=False,
+                                                              elem_id="bundle-download")
+                    with gr.Row():
+                        export_kind = gr.Radio([".splat", ".ply"], value=".splat", elem_id="export-kind",
+                                               label="Export the studio's current look (all Gaussians) as",
+                                               info=".splat: 32 bytes a Gaussian, most web viewers; "
+                                                    ".ply: the standard 3DGS file")
+                        export_look = gr.Button("Export", elem_id="export-look")
+                    ui["look_download"] = gr.DownloadButton("Download", visible=False, elem_id="look-download")
                 with gr.Tab("Take an attribute from another photo", elem_id="tab-transfer"):
                     with gr.Row():
                         transfer_photo = gr.File(label="Another photo", type="filepath", height=90,
@@ -209,9 +218,11 @@ def build(handlers: Handlers) -> gr.Blocks:
         on(build_clip.click, handlers.clip,
            [session, ui["clip_category"], ui["clip_start"], ui["clip_end"], ui["clip_frames"], clip_kind, *view_inputs],
            ["clip_gif", "clip_video", "clip_download"], api_name="clip", **heavy)
-        on(show_3d.click, handlers.show_3d, [session, *view_inputs], ["model3d", "model3d_info"], api_name="view_3d",
-           **heavy)
-        on(export_ply.click, handlers.ply, [session, *view_inputs], ["ply_download"], api_name="ply", **heavy)
+        for opened in (show_3d.click, tab_3d.select):
+            on(opened, handlers.viewer_3d, [session, *view_inputs], ["viewer", "viewer_info", "bundle_download"],
+               api_name="viewer_3d", api_visibility="public" if opened == show_3d.click else "private", **heavy)
+        on(export_look.click, handlers.export_look, [session, export_kind, *view_inputs], ["look_download"],
+           api_name="export_look", **heavy)
         on(transfer.click, handlers.transfer, [session, transfer_photo, ui["transfer_category"], *view_inputs],
            ["view"], api_name="transfer", **heavy)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.render_concurrency)

@@ -161,7 +161,6 @@ class ExportConfig:
     fps: int = ranged(24, 1, 120)
     interp_frames: int = ranged(24, 1)
     turntable_frames: int = ranged(48, 1)
-    web_ply_max_gaussians: int = ranged(60_000, 1)
     # Turntable formats: GIF plays everywhere (and in the report); MP4 needs imageio-ffmpeg's encoder.
     turntable_formats: tuple[str, ...] = ("gif", "mp4")
     # GIFs are for sharing and previews; encoding them is the export's cost (palette per frame), so

@@ -10,9 +10,11 @@ import math
 import os
 import secrets
 import threading
+from html import escape
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import quote, urlencode
 
 import gradio as gr
 import numpy as np
@@ -149,8 +151,8 @@ def avatar_call(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, An
     return wrapper
 
 
-def file_size(path: str | Path) -> str:
-    size = os.path.getsize(path)
+def file_size(path_or_bytes: str | Path | int) -> str:
+    size = path_or_bytes if isinstance(path_or_bytes, int) else os.path.getsize(path_or_bytes)
     if size < 1e3:
         return f"{size} bytes"
     if size < 1e6:
@@ -430,17 +432,35 @@ class Handlers:
                                            label=f"Download {Path(path).name} ({file_size(path)})")}
 
     @avatar_call
-    def ply(self, session: Session, *view: float) -> dict[str, Any]:
-        path, count = studio.export_ply(str(session.run_dir), session.latent, _view(*view),
-                                        str(session.output_path("avatar", ".ply")), None)
-        return {"ply_download": gr.update(value=path, visible=True,
-                                          label=f"Download avatar.ply ({count} Gaussians, {file_size(path)})")}
+    def export_look(self, session: Session, kind: str, *view: float) -> dict[str, Any]:
+        """The current look as a .ply or .splat download (`kind`), named with its count and size."""
+        suffix = kind.lower() if kind.startswith(".") else f".{kind.lower()}"
+        if suffix not in studio.BYTES_PER_GAUSSIAN:
+            raise PerseError(f"choose a format to export: {', '.join(studio.BYTES_PER_GAUSSIAN)}")
+        path, count = studio.export_look(str(session.run_dir), session.latent, _view(*view),
+                                         str(session.output_path("avatar", suffix)))
+        return {"look_download": gr.update(value=path, visible=True,
+                                           label=f"Download {Path(path).name} ({count} Gaussians, {file_size(path)})")}
 
     @avatar_call
-    def show_3d(self, session: Session, *view: float) -> dict[str, Any]:
-        cap = session.avatar.web_ply_max_gaussians
-        path, count = studio.export_ply(str(session.run_dir), session.latent, _view(*view),
-                                        str(session.output_path("avatar-web", ".ply")), cap)
-        kept = "all" if count == session.avatar.num_gaussians else f"the {count} most opaque of {session.avatar.num_gaussians}"
-        return {"model3d": path,
-                "model3d_info": f"{count} Gaussians ({kept}), {file_size(path)}. Drag to orbit, scroll to zoom."}
+    def viewer_3d(self, session: Session, *view: float) -> dict[str, Any]:
+        """The in-browser viewer (perse/export/web) at the studio's current look and view: after this call
+        orbiting and every slider run in the visitor's browser, without the server."""
+        folder, archive = studio.web_bundle(str(session.run_dir), str(session.folder / "web" / f"{session.current.number:03d}"))
+        positions = studio.slider_positions(str(session.run_dir), session.latent)
+        view_now = _view(*view)
+        query = urlencode({"look": ",".join(f"{name}:{value:.3f}" for name, value in positions.items()),
+                           "expression": ",".join(f"{name}:{value:.3f}" for name, value in view_now.expression.items()
+                                                  if value),
+                           "yaw": f"{view_now.yaw:g}", "pitch": f"{view_now.pitch:g}"}, safe=":,")
+        # Relative to the page, so the viewer also loads when the app is served under a path prefix.
+        src = f"gradio_api/file={quote(folder)}/index.html?{query}"
+        count = session.avatar.num_gaussians
+        sizes = ", ".join(f"{suffix} {file_size(count * size)}" for suffix, size in studio.BYTES_PER_GAUSSIAN.items())
+        return {"viewer": f'<iframe id="viewer-frame" src="{escape(src)}" title="3D avatar viewer" '
+                          'style="width:100%;height:720px;border:0"></iframe>',
+                "viewer_info": (f"{count} Gaussians, decoded in your browser: drag to orbit, wheel to zoom; the "
+                                f"sliders there change the 3D avatar without a server call. Downloads of the "
+                                f"current look: {sizes}; the viewer as a web page: {file_size(archive)}."),
+                "bundle_download": gr.update(value=archive, visible=True,
+                                             label=f"Download the viewer as a web page ({file_size(archive)}, .zip)")}

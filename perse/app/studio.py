@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -23,10 +25,14 @@ from PIL import Image
 from perse.avatar.avatar import Avatar
 from perse.config import PipelineConfig
 from perse.core.paths import RunPaths
+from perse.core.ply import FIELDS as PLY_FIELDS
 from perse.core.ply import write_ply
 from perse.errors import PerseError
 from perse.events import CancelToken, Progress
+from perse.export.splat import RECORD as SPLAT_RECORD
+from perse.export.splat import write_splat
 from perse.export.video import interpolation_frames, write_video
+from perse.export.web import write_web_bundle
 from perse.pipeline import RunState
 from perse.pipeline import run as run_pipeline
 from perse.synth.catalog import CATALOG
@@ -114,7 +120,6 @@ class AvatarInfo:
     expressions: list[str]
     image_size: int
     num_gaussians: int
-    web_ply_max_gaussians: int
     interp_frames: int
     fps: int
 
@@ -128,7 +133,6 @@ def open_avatar(run_dir: str, view: View) -> tuple[AvatarInfo, torch.Tensor, np.
         categories={name: list(values) for name, values in avatar.categories.items()},
         expressions=list(avatar.expression_names), image_size=avatar.image_size,
         num_gaussians=avatar.model.num_gaussians,
-        web_ply_max_gaussians=avatar.config.export.web_ply_max_gaussians,
         interp_frames=avatar.config.export.interp_frames, fps=avatar.config.export.fps)
     return info, latent.cpu(), _render(avatar, latent, view)
 
@@ -218,9 +222,37 @@ def interpolation_clip(run_dir: str, latent: torch.Tensor, category: str, start:
     return str(write_video(out, [for_display(image) for image in images], fps=avatar.config.export.fps))
 
 
+# Bytes a Gaussian takes in each download (the .ply's header adds under a kilobyte): what the page
+# states before anything is written.
+BYTES_PER_GAUSSIAN = {".ply": 4 * len(PLY_FIELDS), ".splat": SPLAT_RECORD.itemsize}
+
+
 @spaces.GPU(duration=30)
-def export_ply(run_dir: str, latent: torch.Tensor, view: View, out: str, max_gaussians: int | None) -> tuple[str, int]:
-    """The current look as a standard 3DGS .ply (the most opaque `max_gaussians`); returns (path, count)."""
+def export_look(run_dir: str, latent: torch.Tensor, view: View, out: str) -> tuple[str, int]:
+    """The current look as a standard 3DGS .ply or a .splat (by `out`'s suffix); returns (path, count)."""
     gaussians = AVATARS.get(run_dir).gaussians(latent, view.expression)
-    path = write_ply(out, gaussians, max_gaussians=max_gaussians)
-    return str(path), min(len(gaussians), max_gaussians or len(gaussians))
+    write = write_splat if out.endswith(".splat") else write_ply
+    return str(write(out, gaussians)), len(gaussians)
+
+
+@spaces.GPU(duration=30)
+def web_bundle(run_dir: str, folder: str) -> tuple[str, str]:
+    """The avatar's web viewer and bundle (perse.export.web) in `folder`, and a .zip of it beside the
+    folder for sharing; written once per avatar (a trained avatar never changes). Returns (folder, zip)."""
+    target = Path(folder)
+    archive = target.with_suffix(".zip")
+    with _BUNDLE_LOCK:
+        if not archive.exists():
+            # Written aside, then renamed, the zip last: a page never loads a half-written bundle, and a
+            # bundle cut off midway (a crash) is written again.
+            staging = target.with_name(f".{target.name}-staging")
+            shutil.rmtree(staging, ignore_errors=True)
+            write_web_bundle(staging, AVATARS.get(run_dir))
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+            packed = shutil.make_archive(str(staging), "zip", root_dir=target)
+            os.replace(packed, archive)
+    return str(target), str(archive)
+
+
+_BUNDLE_LOCK = threading.Lock()

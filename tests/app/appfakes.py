@@ -12,7 +12,7 @@ from perse.errors import InputImageError
 from perse.events import Progress
 
 INFO = studio.AvatarInfo(categories={"hair": ["source", "blonde", "red"]}, expressions=["smile"], image_size=32,
-                         num_gaussians=300, web_ply_max_gaussians=100, interp_frames=4, fps=8)
+                         num_gaussians=300, interp_frames=4, fps=8)
 
 
 class FakePipeline:

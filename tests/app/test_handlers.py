@@ -195,7 +195,7 @@ def test_avatar_controls_before_a_build_answer_with_a_hint(handlers):
     for call in (lambda s: handlers.rerender(s, *view), lambda s: handlers.slide(s, 1.0, *view, category="hair"),
                  lambda s: handlers.randomize(s, *view), lambda s: handlers.reset(s),
                  lambda s: handlers.transfer(s, "x.png", "hair", *view), lambda s: handlers.clip_range(s, "hair"),
-                 lambda s: handlers.clip(s, "hair", 0, 1, 4, "GIF", *view), lambda s: handlers.ply(s, *view),
-                 lambda s: handlers.show_3d(s, *view)):
+                 lambda s: handlers.clip(s, "hair", 0, 1, 4, "GIF", *view), lambda s: handlers.export_look(s, ".ply", *view),
+                 lambda s: handlers.viewer_3d(s, *view)):
         assert call(None) == {} and call(session) == {}
     assert handlers.choose(None, 1) == {"builds": handlers._builds_menu(None)}

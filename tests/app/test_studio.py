@@ -1,4 +1,7 @@
-"""The app's calls on a trained avatar: slider blending, edits, clips and .ply exports (CPU, tiny scale)."""
+"""The app's calls on a trained avatar: slider blending, edits, clips, exports and the web bundle (CPU, tiny scale)."""
+import os
+import zipfile
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ import torch
 from perse.app import studio
 from perse.core.ply import read_ply
 from perse.errors import PerseError
+from perse.export.splat import read_splat
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +112,24 @@ def test_interpolation_mp4_plays_in_browsers(run_dir, opened, tmp_path):
     assert frames.shape[0] == 2 * 3 - 2 and frames.shape[1:3] == (256, 256)
 
 
-def test_ply_export_caps_the_gaussian_count(run_dir, opened, tmp_path):
+def test_look_exports_hold_every_gaussian_at_the_stated_size(run_dir, opened, tmp_path):
     _, latent, _ = opened
-    path, count = studio.export_ply(run_dir, latent, studio.View(), str(tmp_path / "web.ply"), 120)
-    assert count == 120 and len(read_ply(path)) == 120
-    path, count = studio.export_ply(run_dir, latent, studio.View(), str(tmp_path / "all.ply"), None)
-    assert count == 300 and len(read_ply(path)) == 300
+    for suffix, read in ((".ply", read_ply), (".splat", read_splat)):
+        path, count = studio.export_look(run_dir, latent, studio.View(), str(tmp_path / f"look{suffix}"))
+        assert count == 300 and len(read(path)) == 300
+        header = os.path.getsize(path) - count * studio.BYTES_PER_GAUSSIAN[suffix]
+        assert 0 <= header < 1024, "the size the page states before the download is the file's"
+
+
+def test_web_bundle_is_written_once_and_zipped(run_dir, tmp_path):
+    folder, archive = studio.web_bundle(run_dir, str(tmp_path / "web" / "001"))
+    assert sorted(os.listdir(folder)) == ["bundle.bin", "index.html", "manifest.json", "viewer.js"]
+    with zipfile.ZipFile(archive) as packed:
+        assert sorted(packed.namelist()) == sorted(os.listdir(folder))
+    stamp = os.path.getmtime(os.path.join(folder, "bundle.bin"))
+    assert studio.web_bundle(run_dir, str(tmp_path / "web" / "001")) == (folder, archive)
+    assert os.path.getmtime(os.path.join(folder, "bundle.bin")) == stamp
+    assert sorted(p.name for p in (tmp_path / "web").iterdir()) == ["001", "001.zip"], "no staging left behind"
 
 
 def test_transferred_codes_stay_where_the_decoder_was_trained(run_dir):

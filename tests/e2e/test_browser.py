@@ -1,7 +1,7 @@
 """A visitor's whole session in a real browser: Debian's Chromium driven by Playwright against app.py on
 127.0.0.1 (tiny preset, CPU). A photo without a face is refused with the ingest stage's message; then
 upload a portrait, run, move a slider and see the avatar change, build and download a GIF, open the 3D
-view, take the hair from another photo, close the tab and see the session folder go. Screenshots of each step
+view in the browser (sliders there without the server), export a .splat, take the hair from another photo, close the tab and see the session folder go. Screenshots of each step
 are saved (folder printed; PERSE_E2E_SCREENSHOTS picks it) for a person to look at.
 """
 from __future__ import annotations
@@ -143,19 +143,41 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
             assert clip.n_frames > 2, "an interpolation clip, not a still"
         page.locator("#studio").screenshot(path=shots / "05-gif.png")
 
-        # The 3D view: a capped standard 3DGS .ply in gr.Model3D, with its size stated.
-        page.get_by_role("tab", name="3D view").click()
-        page.locator("#show-3d").click()
-        expect(page.locator("#model3d-info")).to_contain_text("Gaussians", timeout=60_000)
-        expect(page.locator("#model3d canvas")).to_be_visible(timeout=30_000)
-        page.wait_for_timeout(2_000)  # let the splat viewer draw a few frames before the screenshot
+        # The 3D view runs in the browser: the avatar's web bundle in an iframe, opened at the studio's look.
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.get_by_role("tab", name="3D in your browser").click()
+        expect(page.locator("#viewer-info")).to_contain_text("Gaussians", timeout=60_000)
+        frame = page.frame_locator("#viewer-frame")
+        expect(frame.locator("canvas")).to_be_visible(timeout=30_000)
+        viewer = next(f for f in page.frames if "index.html" in f.url)
+        viewer.wait_for_function("window.viewer !== undefined", timeout=60_000)
+        studio_positions = {c: float(page.locator(f"#slider-{c} input[type=number]").input_value())
+                            for c in ("hair", "glasses")}
+        names = viewer.evaluate("viewer.m.categories.map(c => c.name)")
+        shown = dict(zip(names, viewer.evaluate("viewer.positions")))
+        for category, position in studio_positions.items():
+            assert abs(shown[category] - position) < 0.011, f"the viewer opens at the studio's {category}"
+        checksum = "(() => { let s = 0; for (const v of viewer.pixels()) s += v; return s; })()"
+        before_pixels = viewer.evaluate(checksum)
+        loaded = len(requests)
+        target = 0 if shown["hair"] > 1 else 2
+        frame.locator("label.slider", has_text="hair").locator("input").fill(str(target))  # fires input
+        viewer.wait_for_function(f"viewer.positions[{names.index('hair')}] === {target}", timeout=30_000)
+        # The redraw comes on the next animation frame: wait for the canvas to change.
+        viewer.wait_for_function(f"{checksum} !== {before_pixels}", timeout=30_000, polling=200)
+        assert requests[loaded:] == [], f"a slider in the viewer called the server: {requests[loaded:]}"
+        page.wait_for_timeout(1_000)
         page.locator("#studio").screenshot(path=shots / "06-3d-view.png")
-        assert " KB" in page.locator("#model3d-info").inner_text() or " MB" in page.locator("#model3d-info").inner_text()
-        assert "0.0 MB" not in page.locator("#model3d-info").inner_text()
+        info = page.locator("#viewer-info").inner_text()
+        assert re.search(r"\.splat \d", info) and re.search(r"\.ply \d", info), f"sizes stated before download: {info}"
 
-        # The full-resolution .ply of the current look, as a download.
-        ply = _download(page, "#export-ply", "#ply-download", tmp_path)
-        assert ply.suffix == ".ply" and ply.read_bytes().startswith(b"ply\nformat binary_little_endian")
+        # The current look as a .splat (all Gaussians, 32 bytes each), and the viewer as a web page.
+        splat = _download(page, "#export-look", "#look-download", tmp_path)
+        count = int(re.search(r"(\d+) Gaussians", info).group(1))
+        assert splat.suffix == ".splat" and splat.stat().st_size == 32 * count
+        bundle = _download(page, "#show-3d", "#bundle-download", tmp_path)
+        assert bundle.suffix == ".zip" and bundle.read_bytes()[:2] == b"PK"
 
         # A later Run that fails (no face) leaves the avatar in the studio.
         _upload(page, "#photo", faceless)

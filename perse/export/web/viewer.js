@@ -427,11 +427,32 @@ function slider(parent, label, min, max, value, onInput) {
   return input;
 }
 
-async function startViewer(root, base = ".") {
+// The look and view a page opens at, from its URL (the app opens the viewer at the studio's look, and a
+// shared link keeps it): ?look=hair:1.5,glasses:1&expression=jawOpen:0.6&yaw=10&pitch=-5. Names the
+// avatar does not have are ignored and values are clamped to the sliders' ranges.
+function startState(manifest, search) {
+  const params = new URLSearchParams(search);
+  const named = key => Object.fromEntries((params.get(key) || "").split(",").filter(Boolean)
+    .map(item => item.split(":")).map(([name, value]) => [name, parseFloat(value)]));
+  const within = (value, low, high, fallback) => Number.isFinite(value) ? Math.min(high, Math.max(low, value)) : fallback;
+  const look = named("look"), expression = named("expression");
+  const [low, high] = manifest.expression_range;
+  return {
+    positions: manifest.categories.map(c => within(look[c.name], 0, c.values.length - 1, 0)),
+    expression: manifest.expressions.map(name => within(expression[name], low, high, low)),
+    yaw: within(parseFloat(params.get("yaw")), -180, 180, 0),
+    pitch: within(parseFloat(params.get("pitch")), -90, 90, 0),
+  };
+}
+
+async function startViewer(root, base = ".", search = location.search) {
   const manifest = await (await fetch(`${base}/manifest.json`)).json();
   const buffer = await (await fetch(`${base}/bundle.bin`)).arrayBuffer();
   const canvas = root.querySelector("canvas");
   const viewer = new SplatViewer(canvas, manifest, buffer);
+  const start = startState(manifest, search);
+  viewer.yaw = start.yaw;
+  viewer.pitch = start.pitch;
   const status = root.querySelector(".status");
   let pending = false;
   const redraw = () => {
@@ -445,27 +466,32 @@ async function startViewer(root, base = ".") {
     });
   };
   const panel = root.querySelector(".controls");
-  const inputs = [];
-  manifest.categories.forEach((c, i) => {
-    inputs.push(slider(panel, c.name, 0, c.values.length - 1, 0, v => {
-      viewer.positions[i] = v;
-      viewer.setLook(viewer.positions, viewer.expression);
-      redraw();
-      return c.values[Math.round(v)] + (Number.isInteger(v) ? "" : ` ~ ${v.toFixed(2)}`);
-    }));
-  });
-  manifest.expressions.forEach((name, i) => {
-    slider(panel, name, manifest.expression_range[0], manifest.expression_range[1], 0, v => {
+  const inputs = manifest.categories.map((c, i) => slider(panel, c.name, 0, c.values.length - 1, start.positions[i], v => {
+    viewer.positions[i] = v;
+    viewer.setLook(viewer.positions, viewer.expression);
+    redraw();
+    return c.values[Math.round(v)] + (Number.isInteger(v) ? "" : ` ~ ${v.toFixed(2)}`);
+  }));
+  // Many expression controls: folded away until asked for, so the look's sliders stay in view.
+  const expressions = document.createElement("details");
+  expressions.innerHTML = "<summary>Expression</summary>";
+  panel.append(expressions);
+  const expressionInputs = manifest.expressions.map((name, i) => slider(expressions, name,
+    manifest.expression_range[0], manifest.expression_range[1], start.expression[i], v => {
       viewer.expression[i] = v;
       viewer.setLook(viewer.positions, viewer.expression);
       redraw();
       return v.toFixed(2);
-    });
-  });
+    }));
+  const set = (input, value) => { input.value = value; input.dispatchEvent(new Event("input")); };
   const random = root.querySelector(".random");
-  if (random) random.addEventListener("click", () => {
-    const look = randomLook(manifest.categories);
-    look.forEach((v, i) => { inputs[i].value = v; inputs[i].dispatchEvent(new Event("input")); });
+  if (random) random.addEventListener("click", () => randomLook(manifest.categories).forEach((v, i) => set(inputs[i], v)));
+  const reset = root.querySelector(".reset");
+  if (reset) reset.addEventListener("click", () => {
+    inputs.forEach(input => set(input, 0));
+    expressionInputs.forEach(input => set(input, manifest.expression_range[0]));
+    viewer.yaw = 0; viewer.pitch = 0; viewer.zoom = 1;
+    redraw();
   });
   // Orbit with a drag (yaw and pitch as `perse render --yaw/--pitch`), zoom with the wheel.
   let drag = null;
