@@ -72,15 +72,19 @@ def profile_stage(stage: str, run: Path, config, top: int) -> dict:
     profiler = cProfile.Profile()
     start = time.perf_counter()
     profiler.enable()
-    for _ in stage_runner(stage, run, config):
+    last = None
+    for last in stage_runner(stage, run, config):
         pass
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     profiler.disable()
     seconds = time.perf_counter() - start
     stats = pstats.Stats(profiler)
-    return {"stage": stage, "seconds": round(seconds, 2), "by_cumulative": top_rows(stats, "cumulative", top),
-            "by_own": top_rows(stats, "tottime", top)}
+    # The stage's own account of its phases (the synth stage times its worker threads, which cProfile
+    # of the main thread cannot see).
+    phases = (last.metrics or {}).get("phases") if last is not None else None
+    return {"stage": stage, "seconds": round(seconds, 2), "phases": phases,
+            "by_cumulative": top_rows(stats, "cumulative", top), "by_own": top_rows(stats, "tottime", top)}
 
 
 def main() -> int:
@@ -113,7 +117,7 @@ def main() -> int:
     for stage in stages:
         result = profile_stage(stage, copy, config, args.top)
         results.append(result)
-        print(f"\n== {stage}: {result['seconds']:.2f} s")
+        print(f"\n== {stage}: {result['seconds']:.2f} s" + (f"  phases {result['phases']}" if result["phases"] else ""))
         print(f"{'cumulative s':>12} {'own s':>8} {'calls':>8}  function")
         for row in result["by_cumulative"]:
             print(f"{row['cumulative_s']:>12.3f} {row['own_s']:>8.3f} {row['calls']:>8}  {row['function']}")
