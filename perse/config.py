@@ -370,6 +370,12 @@ def build_config(
     return config
 
 
+# Keys that earlier versions wrote into run folders' config.json and that no longer do anything: a saved
+# run must still load (its avatar is the user's), so they are dropped when reading one.
+RETIRED_KEYS = frozenset({"export.web_ply_max_gaussians"})
+
+
 def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
     """Rebuild a config saved with `to_dict` (e.g. a run's config.json)."""
-    return build_config(data.get("preset", "fast"), overrides=_flatten(data))
+    saved = {key: value for key, value in _flatten(data).items() if key not in RETIRED_KEYS}
+    return build_config(data.get("preset", "fast"), overrides=saved)

@@ -29,6 +29,15 @@ def test_round_trip_through_json():
     assert again == config
 
 
+def test_a_run_saved_with_a_retired_key_still_loads():
+    config = build_config("tiny", overrides=["avatar.steps=11"])
+    saved = config.to_dict()
+    saved["export"]["web_ply_max_gaussians"] = 60_000  # written by runs before the browser viewer
+    assert config_from_dict(saved) == config
+    with pytest.raises(ConfigError, match="web_ply_max_gaussians"):
+        build_config("tiny", overrides=["export.web_ply_max_gaussians=10"])  # but a user cannot set it
+
+
 @pytest.mark.parametrize("override, fragment", [
     ("avatar.stepz=3", "unknown config key 'avatar.stepz'"),
     ("nosuch.steps=3", "unknown config section 'nosuch'"),
