@@ -35,13 +35,14 @@ from perse.avatar.avatar import Avatar  # noqa: E402
 from perse.avatar.model import AvatarModel  # noqa: E402
 from perse.config import build_config  # noqa: E402
 from perse.core.camera import intrinsics  # noqa: E402
+from perse.core.expressions import EXPRESSION_NAMES  # noqa: E402
 from perse.export.web import serve, write_web_bundle  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 WEBGL_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
               "--ignore-gpu-blocklist"]
 BUNDLE_TARGET_MB = 8.0
-EXPRESSIONS = ["smile", "jaw_open", "brow_raise", "blink"]
+EXPRESSIONS = list(EXPRESSION_NAMES)
 
 
 def synthetic_avatar(n: int, values: int, size: int = 512, fov_deg: float = 14.0) -> Avatar:
@@ -83,7 +84,7 @@ def browser_timings(folder: Path, size: int, frames: int) -> dict:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=WEBGL_ARGS)
         page = browser.new_page()
         page.goto(f"{url}/index.html?size={size}")
-        page.wait_for_function("window.viewer !== undefined", timeout=300_000)
+        page.wait_for_function("window.viewer instanceof SplatViewer", timeout=300_000)
         load_ms = page.evaluate("performance.now()")
         raw = page.evaluate(script, [frames])
         version = browser.version

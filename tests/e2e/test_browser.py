@@ -151,7 +151,7 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         frame = page.frame_locator("#viewer-frame")
         expect(frame.locator("canvas")).to_be_visible(timeout=30_000)
         viewer = next(f for f in page.frames if "index.html" in f.url)
-        viewer.wait_for_function("window.viewer !== undefined", timeout=60_000)
+        viewer.wait_for_function("window.viewer instanceof SplatViewer", timeout=60_000)
         studio_positions = {c: float(page.locator(f"#slider-{c} input[type=number]").input_value())
                             for c in ("hair", "glasses")}
         names = viewer.evaluate("viewer.m.categories.map(c => c.name)")

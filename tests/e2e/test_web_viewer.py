@@ -43,9 +43,9 @@ def page(avatar, tmp_path_factory):
         page = browser.new_page(viewport={"width": 1000, "height": 700})
         page.on("pageerror", lambda error: errors.append(error))
         page.goto(f"{url}/index.html?size={SIZE}")
-        page.wait_for_function("window.viewer !== undefined || document.querySelector('.status')"
+        page.wait_for_function("window.viewer instanceof SplatViewer || document.querySelector('.status')"
                                ".textContent.startsWith('cannot')", timeout=60_000)
-        assert page.evaluate("window.viewer !== undefined"), page.locator(".status").first.text_content()
+        assert page.evaluate("window.viewer instanceof SplatViewer"), page.locator(".status").first.text_content()
         yield page
         browser.close()
     assert not errors, errors
@@ -134,3 +134,23 @@ def test_dragging_orbits_the_head(page, avatar, shots):
     print(f"orbit yaw {yaw:.1f} pitch {pitch:.1f}: browser vs Avatar.render MAE {mae:.4f}")
     assert np.abs(turned - frontal).mean() > 0.01
     assert mae <= PARITY_MAE
+
+
+def test_the_address_bar_links_to_what_is_shown(page, avatar):
+    """After a slider move and a drag, the page's URL reopens the same look and view (a shareable link)."""
+    page.locator("label.slider", has_text="glasses").locator("input").fill("0.5")
+    box = page.locator("canvas").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 40, y, steps=3)
+    page.mouse.up()
+    page.wait_for_function("location.search.includes('glasses:0.5')", timeout=10_000)
+    page.wait_for_function("Math.abs(parseFloat(new URLSearchParams(location.search).get('yaw')) - viewer.yaw) < 0.06",
+                           timeout=10_000)
+    shown = page.evaluate("[viewer.positions, viewer.yaw, viewer.pitch]")
+    page.goto(page.url)  # the link, opened afresh
+    page.wait_for_function("window.viewer instanceof SplatViewer", timeout=60_000)
+    reopened = page.evaluate("[viewer.positions, viewer.yaw, viewer.pitch]")
+    assert np.allclose(reopened[0], shown[0], atol=1e-3)
+    assert abs(reopened[1] - shown[1]) < 0.06 and abs(reopened[2] - shown[2]) < 0.06

@@ -483,15 +483,43 @@ async function startViewer(root, base = ".", search = location.search) {
       redraw();
       return v.toFixed(2);
     }));
+  // The address bar always holds the current look and view (startState reads it back): copying it
+  // shares exactly what is on screen.
+  let linkTimer = null;
+  const updateLink = () => {
+    clearTimeout(linkTimer);
+    linkTimer = setTimeout(() => {
+      const params = new URLSearchParams(location.search);
+      const list = (names, values) => names.map((name, i) => `${name}:${+values[i].toFixed(3)}`).filter((_, i) => values[i]).join(",");
+      params.set("look", list(manifest.categories.map(c => c.name), viewer.positions));
+      params.set("expression", list(manifest.expressions, viewer.expression));
+      params.set("yaw", viewer.yaw.toFixed(1));
+      params.set("pitch", viewer.pitch.toFixed(1));
+      history.replaceState(null, "", `${location.pathname}?${params.toString().replace(/%3A/g, ":").replace(/%2C/g, ",")}`);
+    }, 300);
+  };
+  canvas.addEventListener("pointerup", updateLink);
+  panel.addEventListener("input", updateLink);
+  const save = root.querySelector(".save");
+  if (save) save.addEventListener("click", () => {
+    const link = document.createElement("a");
+    link.download = "avatar.png";
+    link.href = canvas.toDataURL("image/png");
+    link.click();
+  });
   const set = (input, value) => { input.value = value; input.dispatchEvent(new Event("input")); };
   const random = root.querySelector(".random");
-  if (random) random.addEventListener("click", () => randomLook(manifest.categories).forEach((v, i) => set(inputs[i], v)));
+  if (random) random.addEventListener("click", () => {
+    randomLook(manifest.categories).forEach((v, i) => set(inputs[i], v));
+    updateLink();
+  });
   const reset = root.querySelector(".reset");
   if (reset) reset.addEventListener("click", () => {
     inputs.forEach(input => set(input, 0));
     expressionInputs.forEach(input => set(input, manifest.expression_range[0]));
     viewer.yaw = 0; viewer.pitch = 0; viewer.zoom = 1;
     redraw();
+    updateLink();
   });
   // Orbit with a drag (yaw and pitch as `perse render --yaw/--pitch`), zoom with the wheel.
   let drag = null;
