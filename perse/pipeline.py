@@ -273,14 +273,16 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
         try:
             work = Workspace(run_dir)
             work.finish()
-            yield from _stages(run_dir, config, cancel, keys, work, {
-                "ingest": lambda root: _ingest(photo, root, config),
-                "synth": lambda root: run_synth(root, config, cancel=cancel),
-                "train": lambda root: _logged(train(root, config, cancel=cancel, resume=True),
-                                              RunPaths(root).train_log),
-                "export": lambda root: export_run(root, config, cancel=cancel),
-                "metrics": lambda root: write_report(root, config, cancel=cancel),
-            })
+            # Later stages read what synthesis wrote from memory rather than decoding it again.
+            with keep_written_images():
+                yield from _stages(run_dir, config, cancel, keys, work, {
+                    "ingest": lambda root: _ingest(photo, root, config),
+                    "synth": lambda root: run_synth(root, config, cancel=cancel),
+                    "train": lambda root: _logged(train(root, config, cancel=cancel, resume=True),
+                                                  RunPaths(root).train_log),
+                    "export": lambda root: export_run(root, config, cancel=cancel),
+                    "metrics": lambda root: write_report(root, config, cancel=cancel),
+                })
         except OSError as exc:
             if exc.errno not in WRITE_REFUSED:
                 raise
