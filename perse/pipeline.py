@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from perse.config import PipelineConfig, check_config
-from perse.core.io import WRITE_REFUSED, atomic_write_json, storage_error
+from perse.core.io import WRITE_REFUSED, atomic_write_json, keep_written_images, storage_error
 from perse.core.lock import run_lock
 from perse.core.paths import RunPaths
 from perse.dataset import is_complete
