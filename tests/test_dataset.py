@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from perse.core.camera import frontal_viewmat, intrinsics
-from perse.dataset import Clip, DatasetWriter, Frame, Pair, is_complete, read_dataset
+from perse.core.expressions import EXPRESSION_NAMES
+from perse.dataset import VERSION, Clip, DatasetWriter, Frame, Pair, is_complete, read_dataset
 from perse.errors import DatasetError
 
 SIZE = 16
+NEUTRAL = [0.0] * len(EXPRESSION_NAMES)
 
 
 def _write(run, n_frames=3):
@@ -17,12 +19,12 @@ def _write(run, n_frames=3):
 
     def frames():
         for i in range(n_frames):
-            yield Frame(i, view, [0.0, 0.1 * i, 0.0, 0.0], identity=0.9, kept=i != 1), \
+            yield Frame(i, view, [0.1 * i] + NEUTRAL[1:], identity=0.9, kept=i != 1), \
                 rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE))
 
     writer.add_clip(Clip("source", "source", "source", 0.0, 0), frames())
     writer.add_clip(Clip("hair_1", "hair", "blonde", 1.0, 1), frames())
-    writer.add_pair(Pair("hair_0_1_t0.50", "hair", "source", "hair_1", 0.5, view, [0.0] * 4),
+    writer.add_pair(Pair("hair_0_1_t0.50", "hair", "source", "hair_1", 0.5, view, NEUTRAL),
                     rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)), rng.random((SIZE, SIZE)))
     return writer.close()
 
@@ -60,13 +62,27 @@ def test_incomplete_and_corrupt_datasets_are_named(tmp_path):
     # A dataset from an older contract (pairs without their matte) is named and rewritten by synth.
     meta["clips"][1]["code"], meta["version"] = 1, 1
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(DatasetError, match=r"dataset version 1, this PERSE Studio reads 3; re-run `perse synth`"):
+    with pytest.raises(DatasetError, match=rf"dataset version 1, this PERSE Studio reads {VERSION}; re-run `perse synth`"):
+        read_dataset(tmp_path, check_files=False)
+
+
+def test_a_dataset_of_the_four_old_expression_controls_is_rewritten(tmp_path):
+    _write(tmp_path)
+    meta_path = tmp_path / "dataset/meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["version"] = 3
+    meta["expression_names"] = ["jaw_open", "smile", "blink", "brow_raise"]
+    meta_path.write_text(json.dumps(meta))
+    assert not is_complete(tmp_path)
+    meta["version"] = VERSION
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=r"expression controls \(jaw_open, smile, blink, brow_raise\) are not .*re-run"):
         read_dataset(tmp_path, check_files=False)
 
 
 def test_writer_rejects_wrong_image_shape(tmp_path):
     writer = DatasetWriter(tmp_path, SIZE, intrinsics(SIZE, 14.0), {"hair": ["source", "red"]})
-    bad = [(Frame(0, np.eye(4).tolist(), [0.0] * 4), np.zeros((8, 8, 3)), np.zeros((SIZE, SIZE)))]
+    bad = [(Frame(0, np.eye(4).tolist(), NEUTRAL), np.zeros((8, 8, 3)), np.zeros((SIZE, SIZE)))]
     with pytest.raises(DatasetError, match=r"expected an image of shape \(16, 16, 3\)"):
         writer.add_clip(Clip("c", "hair", "red", 1.0, 1), bad)
 
@@ -76,14 +92,14 @@ def test_held_out_looks_take_their_categorys_last_codes(tmp_path):
     view = frontal_viewmat(14.0).tolist()
 
     def frames():
-        return [(Frame(0, view, [0.0] * 4), rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)))]
+        return [(Frame(0, view, NEUTRAL), rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)))]
 
     def write(run, hair_clips):
         writer = DatasetWriter(run, SIZE, intrinsics(SIZE, 14.0), {"hair": ["source", "blonde", "red", "gray"]})
         writer.add_clip(Clip("source", "source", "source", 0.0, 0), frames())
         for code, holdout in hair_clips:
             writer.add_clip(Clip(f"hair_{code}", "hair", "x", 1.0, code, holdout=holdout), frames())
-        writer.add_pair(Pair("p", "hair", "hair_1", "hair_3", 0.5, view, [0.0] * 4),
+        writer.add_pair(Pair("p", "hair", "hair_1", "hair_3", 0.5, view, NEUTRAL),
                         rng.random((SIZE, SIZE, 3)), rng.random((SIZE, SIZE)), rng.random((SIZE, SIZE)))
         return writer.close()
 

@@ -24,6 +24,7 @@ import torch
 from perse.avatar.model import AvatarModel
 from perse.config import PipelineConfig, config_from_dict
 from perse.core.camera import Camera, head_pose_viewmat
+from perse.core.expressions import EXPRESSION_NAMES, LEGACY_CONTROLS, expand_legacy
 from perse.core.gaussians import Gaussians
 from perse.core.io import atomic_path
 from perse.core.paths import RunPaths
@@ -84,6 +85,12 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
     if missing:
         raise PerseError(f"{path}: not a PERSE avatar checkpoint (it lacks {', '.join(missing)}); delete it "
                          "and re-run `perse train`")
+    if list(state["expression_names"]) != list(EXPRESSION_NAMES):
+        run = path.parent.parent
+        raise PerseError(f"{path}: this avatar learned the expression controls "
+                         f"{', '.join(map(str, state['expression_names']))}, not this PERSE Studio's "
+                         f"{len(EXPRESSION_NAMES)} ({', '.join(EXPRESSION_NAMES)}); rebuild it from its photo with "
+                         f"`perse run PHOTO --out {run}`, which synthesizes the new expressions and retrains")
     return state
 
 
@@ -260,19 +267,24 @@ class Avatar:
         return latent
 
     def expression(self, expression: Mapping[str, float] | np.ndarray | list | None) -> torch.Tensor:
-        """Expression vector from {name: value} (unnamed = 0) or a full list."""
+        """Expression vector from {name: value} (unnamed = 0) or a full list. Names are the controls of
+        perse.core.expressions; the four old ones (jaw_open, smile, blink, brow_raise) stand for theirs."""
         if expression is None:
             return torch.zeros(len(self.expression_names), device=self.device)
         if isinstance(expression, Mapping):
-            unknown = set(expression) - set(self.expression_names)
+            unknown = sorted(set(expression) - set(self.expression_names) - set(LEGACY_CONTROLS))
             if unknown:
-                raise PerseError(f"unknown expression(s) {sorted(unknown)}; known: {', '.join(self.expression_names)}")
-            values = [expression.get(name, 0.0) for name in self.expression_names]
-        else:
-            values = list(expression)
-            if len(values) != len(self.expression_names):
-                raise PerseError(f"expression needs {len(self.expression_names)} values "
-                                 f"({', '.join(self.expression_names)}), got {len(values)}")
+                raise PerseError(f"unknown expression(s) {unknown}; known: {', '.join(self.expression_names)} "
+                                 f"(old names {', '.join(LEGACY_CONTROLS)} still work)")
+            # Checked under the names given, before old names are spread over the new controls.
+            checked = {name: _in_range(f"expression '{name}'", value, EXPRESSION_RANGE)
+                       for name, value in expression.items()}
+            controls = expand_legacy(checked)
+            return torch.tensor([controls.get(name, 0.0) for name in self.expression_names], device=self.device)
+        values = list(expression)
+        if len(values) != len(self.expression_names):
+            raise PerseError(f"expression needs {len(self.expression_names)} values "
+                             f"({', '.join(self.expression_names)}), got {len(values)}")
         values = [_in_range(f"expression '{name}'", value, EXPRESSION_RANGE)
                   for name, value in zip(self.expression_names, values)]
         return torch.tensor(values, device=self.device)
@@ -295,7 +307,8 @@ class Avatar:
         """Render to an (size, size, 3) float numpy image in [0, 1] (default: training size, white background).
 
         `selection` is a latent or {category: value}; yaw/pitch in degrees (positive yaw turns the face
-        to the image's left); `expression` is {name: value} or a full vector.
+        to the image's left); `expression` is {name: value} (perse.core.expressions' controls, or the
+        old four names) or a full vector.
         """
         yaw, pitch = _in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE)
         if size is not None:

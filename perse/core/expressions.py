@@ -66,12 +66,18 @@ def expand_legacy(expression: Mapping[str, float]) -> dict[str, float]:
     """An expression given with old control names (jaw_open, smile, blink, brow_raise) in the new ones;
     new names pass through. Unknown names raise ValueError naming the known ones."""
     out: dict[str, float] = {}
+
+    def give(control: str, value: float) -> None:
+        # A control named twice (directly and through an old name) keeps the larger value; a single
+        # value passes through unchanged, so a caller's range check still sees a negative or NaN one.
+        out[control] = max(out[control], value) if control in out else value
+
     for name, value in expression.items():
         if name in CONTROL_BLENDSHAPES:
-            out[name] = max(out.get(name, 0.0), float(value))
+            give(name, float(value))
         elif name in LEGACY_CONTROLS:
             for control, weight in LEGACY_CONTROLS[name].items():
-                out[control] = max(out.get(control, 0.0), weight * float(value))
+                give(control, weight * float(value))
         else:
             raise ValueError(f"unknown expression control {name!r}; the controls are {', '.join(EXPRESSION_NAMES)}"
                              f" (old names {', '.join(LEGACY_CONTROLS)} still work)")

@@ -29,16 +29,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from perse.core.expressions import EXPRESSION_NAMES
 from perse.core.io import atomic_write_json, load_png, save_png
 from perse.core.paths import RunPaths
 from perse.errors import DatasetError
 
-VERSION = 3  # 2: pairs carry the person matte of their target; 3: clips carry a holdout flag
+# 2: pairs carry the person matte of their target; 3: clips carry a holdout flag; 4: frames carry the 14
+# expression controls of perse.core.expressions (they had four)
+VERSION = 4
 SOURCE = "source"
 # The category of a clip that changes several categories at once (its `codes` name them): mixed looks
 # teach the avatar how looks combine, which a random look or a visitor's sliders ask of it.
 MIX = "mix"
-EXPRESSION_NAMES = ("jaw_open", "smile", "blink", "brow_raise")
 
 
 @dataclass
@@ -270,6 +272,10 @@ def validate(dataset: Dataset, check_files: bool = True) -> None:
             raise DatasetError(f"{where}: category '{name}' must list '{SOURCE}' as code 0, got {values[:1]}")
     if np.asarray(meta.intrinsics).shape != (3, 3):
         raise DatasetError(f"{where}: intrinsics must be 3x3")
+    if list(meta.expression_names) != list(EXPRESSION_NAMES):
+        raise DatasetError(f"{where}: the dataset's expression controls ({', '.join(meta.expression_names)}) are not "
+                           f"this PERSE Studio's ({', '.join(EXPRESSION_NAMES)}); re-run `perse synth` (or `perse run`) "
+                           "to rewrite it")
     n_expr = len(meta.expression_names)
     for clip in meta.clips:
         if clip.category == MIX:

@@ -3,8 +3,9 @@
 A control that moves its region by a grey level or two is invisible to a visitor even when the
 reconstruction numbers are fine. The measure is the mean absolute change, in grey levels (0-255,
 mean over RGB), of a frontal render with one control at `strength` against the neutral render,
-inside that control's region: the mouth for jaw open and smile, the eyes for blink, brows and the
-eyes below them for brow raise. Regions come from the portrait's face landmarks, so the same measure
+inside that control's region: the mouth for the mouth controls, the named eye for a blink, both eyes
+for eyeWide, the brows and the eyes below them for the brow controls, the cheeks (and the outline
+beside them) for cheekPuff. Regions come from the portrait's face landmarks, so the same measure
 scores the synthetic frames (the animator) and the trained avatar.
 """
 from __future__ import annotations
@@ -14,16 +15,24 @@ from typing import Callable, Mapping
 import cv2
 import numpy as np
 
-from perse.dataset import EXPRESSION_NAMES
+from perse.core.expressions import EXPRESSION_NAMES
 from perse.synth import face as F
 
-# The landmarks outlining where each control acts, and how far (in face heights) its region reaches
-# beyond them: the jaw drops the chin below the lips, brows rise above their landmarks.
-CONTROL_REGIONS: dict[str, tuple[tuple[int, ...], float]] = {
-    "jaw_open": (F.LIPS_OUTER, 0.08),
-    "smile": (F.LIPS_OUTER, 0.08),
-    "blink": (F.RIGHT_EYE + F.LEFT_EYE, 0.03),
-    "brow_raise": (F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER + F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER, 0.06),
+MOUTH = (F.LIPS_OUTER,)
+BROWS = (F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER, F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER)
+# Each cheek from the mouth corner and the cheekbone out to the face's outline beside the mouth.
+CHEEKS = ((F.MOUTH_RIGHT, 50, 123, 93, 132, 58, 172, 136), (F.MOUTH_LEFT, 280, 352, 323, 361, 288, 397, 365))
+# Per control: the landmark groups outlining where it acts (each group its own hull: one hull over both
+# eyes would cover the nose bridge), and how far (in face heights) its region reaches beyond them: the
+# jaw drops the chin below the lips, brows rise above their landmarks, a puffed cheek pushes the outline out.
+CONTROL_REGIONS: dict[str, tuple[tuple[tuple[int, ...], ...], float]] = {
+    **{name: (MOUTH, 0.08) for name in ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "mouthPucker", "mouthFunnel",
+                                          "mouthPress", "mouthStretch")},
+    "eyeBlinkLeft": ((F.LEFT_EYE,), 0.03),
+    "eyeBlinkRight": ((F.RIGHT_EYE,), 0.03),
+    "eyeWide": ((F.RIGHT_EYE, F.LEFT_EYE), 0.03),
+    **{name: (BROWS, 0.06) for name in ("browInnerUp", "browOuterUp", "browDown")},
+    "cheekPuff": (CHEEKS, 0.06),
 }
 
 
@@ -32,10 +41,8 @@ def control_regions(landmarks: np.ndarray, size: int) -> dict[str, np.ndarray]:
     xy = np.asarray(landmarks, np.float64)[:, :2]
     face = F.FaceFrame(np.asarray(landmarks, np.float64))
     regions = {}
-    for name, (indices, reach) in CONTROL_REGIONS.items():
+    for name, (groups, reach) in CONTROL_REGIONS.items():
         mask = np.zeros((size, size), np.uint8)
-        # Each eye and brow is its own hull: one hull over both would cover the nose bridge.
-        groups = [indices] if name in ("jaw_open", "smile") else [indices[: len(indices) // 2], indices[len(indices) // 2:]]
         for group in groups:
             hull = cv2.convexHull(np.round(xy[list(group)] - 0.5).astype(np.int32))
             cv2.fillConvexPoly(mask, hull, 1)

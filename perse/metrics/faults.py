@@ -134,8 +134,10 @@ def ghost(avatar: Avatar, dataset: Dataset, seed: int) -> tuple[dict[str, Any], 
     worst: dict[str, Any] = {"share": -1.0}
     worst_image = None
     for frame in probes.values():
+        # Each look's silhouette at this camera, whatever expression its clip shows there: the
+        # source look's own frame explains what an expression changes.
         mattes = [dataset.frame_mask(clip, match) for clip in dataset.trained_clips
-                  if (match := matching_frame(clip, frame)) is not None]
+                  if (match := matching_frame(clip, frame, same_expression=False)) is not None]
         low, high = (torch.as_tensor(b, device=device) for b in look_alpha_bounds(np.stack(mattes), edge))
         viewmat = torch.tensor(frame.world_to_camera, dtype=torch.float32, device=device)
         expression = torch.tensor(frame.expression, dtype=torch.float32, device=device)

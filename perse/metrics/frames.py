@@ -44,11 +44,13 @@ def frontal_frame(clip: Clip) -> Frame:
                                            -float(np.abs(f.expression).sum())))
 
 
-def matching_frame(clip: Clip, frame: Frame) -> Frame | None:
-    """`clip`'s frame with the same camera and expression as `frame`, if it has one (every clip of a
-    synthesised dataset follows the same motion script)."""
+def matching_frame(clip: Clip, frame: Frame, same_expression: bool = True) -> Frame | None:
+    """`clip`'s first frame with the same camera as `frame` (and, unless `same_expression` is False, the
+    same expression), if it has one. Every clip of a synthesised dataset shares the head poses; each
+    shows its own expressions, except held-out looks, which show the source clip's
+    (perse.synth.animate.motion)."""
     for candidate in clip.frames:
         if (np.allclose(candidate.world_to_camera, frame.world_to_camera, atol=1e-6)
-                and np.allclose(candidate.expression, frame.expression, atol=1e-6)):
+                and (not same_expression or np.allclose(candidate.expression, frame.expression, atol=1e-6))):
             return candidate
     return None

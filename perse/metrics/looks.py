@@ -7,7 +7,7 @@ through); the avatar with that code then renders the look's other kept frames, s
 region at each frame's pose, on black as training renders them.
 
 The region at a frame is where the look differs from the source clip's frame at the same camera and
-expression (every clip follows the same motion script), dilated like the disentanglement regions: it
+expression (a held-out look shows the source clip's expressions), dilated like the disentanglement regions: it
 turns with the head and is exactly what the look changes. The same frames rendered with the source code
 (no transfer at all) are scored too, so the fit's gain shows beside its result.
 """

@@ -90,8 +90,10 @@ def identity(avatar: Avatar, portrait, config: PipelineConfig) -> dict[str, Any]
 
 
 def expressions(avatar: Avatar, portrait) -> dict[str, Any]:
+    """Visibility of every control (grey levels in its region) and the weakest one, which the goal judges."""
     grey = expression_visibility(avatar, portrait)
-    return {"grey_levels": grey, "min": float(min(grey.values())) if grey else math.nan,
+    weakest = min(grey, key=grey.get) if grey else None
+    return {"grey_levels": grey, "min": float(grey[weakest]) if grey else math.nan, "weakest": weakest,
             "goal_grey": EXPRESSION_GOAL_GREY}
 
 
@@ -110,7 +112,7 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
         ("identity, worst pose", ident["min"], f">= {ident['threshold']:g} ({ident['backend']} same person)",
          ident["min"] >= ident["threshold"], f"{ident['min']:.3f}"),
         ("expression visibility, weakest control", expr["min"], f">= {EXPRESSION_GOAL_GREY:g} grey levels",
-         expr["min"] >= EXPRESSION_GOAL_GREY, f"{expr['min']:.1f} grey levels"),
+         expr["min"] >= EXPRESSION_GOAL_GREY, f"{expr['min']:.1f} grey levels ({expr.get('weakest')})"),
     ]
     return [{"measure": m, "value": v, "goal": g, "met": bool(ok), "shown": shown} for m, v, g, ok, shown in rows]
 

@@ -44,6 +44,7 @@ from perse.dataset import (
 from perse.errors import PerseError
 from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import Portrait
+from perse.synth.animate.motion import motion_script
 from perse.synth.catalog import Value, interpolation_pairs, sample_values
 from perse.synth.catalog import category as get_category
 from perse.synth.edit import EditResult
@@ -137,7 +138,6 @@ class _Synthesis:
 
     def __init__(self, run: Path, config: PipelineConfig, cancel: CancelToken):
         from perse.synth.animate import make_animator
-        from perse.synth.animate.motion import motion_script
         from perse.synth.edit import make_editor
         from perse.synth.filter import IdentityFilter
         from perse.synth.identity import make_scorer
@@ -160,7 +160,8 @@ class _Synthesis:
         self.interp = check_method(syn.interp, getattr(self.editor, "exact", False))
         with self.timer("lift"):
             self.animator = make_animator(syn.animator, self.portrait, config)
-        self.script = motion_script(syn.frames, self.portrait.fov_deg, self.animator.pivot)
+        poses = motion_script(syn.frames, self.portrait.fov_deg, self.animator.pivot)
+        self.motion = {"yaw_deg": poses.yaw.tolist(), "pitch_deg": poses.pitch.tolist()}
         with self.timer("identity"):
             scorer = make_scorer(syn.identity, config)
             self.identity = IdentityFilter.for_portrait(scorer, self.portrait.image, self.portrait.landmarks,
@@ -195,7 +196,7 @@ class _Synthesis:
                 "editor": syn.editor, "animator": syn.animator, "interp": self.interp,
                 "identity": {"backend": syn.identity, "threshold": self.identity.threshold},
                 "pivot": self.animator.pivot.tolist(),
-                "motion": {"yaw_deg": self.script.yaw.tolist(), "pitch_deg": self.script.pitch.tolist()},
+                "motion": self.motion,
             },
         )
 
@@ -210,8 +211,14 @@ class _Synthesis:
                      matte: np.ndarray, accessory=None, codes: dict[str, int] | None = None) -> tuple[int, int, Path]:
         """Animate, score and queue one clip (with the edit's 3D accessory, if any); returns (kept
         frames, frames, preview sheet path)."""
+        holdout = code > self.syn.values
         with self.timer("animate"):
-            frames = self.animator.animate(image, matte, self.script, accessory=accessory)
+            # Each trained clip shows its own run of expressions (perse.synth.animate.motion), at the same
+            # poses. A held-out look shows the source clip's, so that the metrics compare each of its
+            # frames with the source frame of the same camera and expression (perse.metrics.looks).
+            script = motion_script(self.syn.frames, self.portrait.fov_deg, self.animator.pivot,
+                                   clip=0 if holdout else len(self.clip_order))
+            frames = self.animator.animate(image, matte, script, accessory=accessory)
         with self.timer("identity"):
             scores = self.identity.scores(frames.images, frames.landmarks)
         kept = self.identity.keep(scores)
@@ -224,7 +231,7 @@ class _Synthesis:
                                         [f"{records[i].identity:.2f}{'' if records[i].kept else ' x'}" for i in picks],
                                         columns=PREVIEW_FRAMES, tile=min(160, self.syn.size)))
         self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code or codes else 0.0, code,
-                                                holdout=code > self.syn.values, codes=codes or {}),
+                                                holdout=holdout, codes=codes or {}),
                          records, frames.images, frames.alphas)
         self.totals["kept"] += int(kept.sum())
         self.totals["dropped"] += int((~kept).sum())

@@ -3,7 +3,7 @@ without the synthesis stage.
 
 The scene is a Gaussian ellipsoid "head" whose surface is split into regions; each category recolours
 its own region (hair cap, glasses band, lips), each value being one colour. Expressions displace the
-lower face. Frames are rendered with the project's renderer over a non-black background, with the
+lower face and move one mark on the skin per control (MARKS). Frames are rendered with the project's renderer over a non-black background, with the
 person alpha as mask, exactly as a synthesis stage writes them. Because every look is a known colour
 blend, pair targets (latent interpolation) are exact.
 """
@@ -37,6 +37,29 @@ LOOKS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "glasses": (SKIN, (0.05, 0.05, 0.05), (0.10, 0.75, 0.20)),
     "lips": ((0.75, 0.40, 0.40), (0.95, 0.05, 0.45), (0.35, 0.10, 0.60)),
 }
+# Every expression control has a dark mark on the skin of the face's front (x, y, in head units; the
+# person's left is +x, down is +y), clear of the category regions, which it moves by (dx, dy): so the
+# avatar can only reproduce a frame by learning each control on its own. (The marks are a code, not a
+# face: the head has no room for anatomy at this size.) jawOpen also lowers the lower
+# face, and each smile widens its half of it.
+MARK_COLOUR = (0.45, 0.28, 0.24)
+MARK_RADIUS = 0.07
+MARKS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "eyeBlinkRight": ((-0.3, 0.06), (0.0, 0.04)),
+    "browInnerUp": ((-0.15, 0.06), (0.0, -0.04)),
+    "eyeWide": ((0.0, 0.06), (0.0, -0.04)),
+    "browDown": ((0.15, 0.06), (0.0, 0.04)),
+    "eyeBlinkLeft": ((0.3, 0.06), (0.0, 0.04)),
+    "mouthPucker": ((-0.3, 0.18), (0.04, 0.0)),
+    "mouthFunnel": ((-0.15, 0.18), (0.0, 0.04)),
+    "browOuterUp": ((0.0, 0.18), (0.0, -0.04)),
+    "mouthPress": ((0.15, 0.18), (0.0, -0.04)),
+    "mouthStretch": ((0.3, 0.18), (0.04, 0.0)),
+    "mouthSmileRight": ((-0.3, 0.3), (-0.03, -0.04)),
+    "mouthSmileLeft": ((0.3, 0.3), (0.03, -0.04)),
+    "cheekPuff": ((-0.15, 0.45), (-0.04, 0.0)),
+    "jawOpen": ((0.0, 0.45), (0.0, 0.05)),
+}
 
 
 @dataclass
@@ -47,6 +70,7 @@ class ProceduralHead:
     scale: float
     region: torch.Tensor  # (N,) index into categories, -1 = skin
     categories: tuple[str, ...]
+    marks: torch.Tensor  # (N,) index into EXPRESSION_NAMES of the control whose mark it is, -1 = none
 
     @classmethod
     def build(cls, n: int = 1200, categories: tuple[str, ...] = tuple(LOOKS)) -> "ProceduralHead":
@@ -71,8 +95,13 @@ class ProceduralHead:
         region = np.full(n, -1)
         for index, name in enumerate(categories):
             region[selectors[name] & (region < 0)] = index
+        marks = np.full(n, -1)
+        for index, name in enumerate(EXPRESSION_NAMES):
+            (mx, my), _ = MARKS[name]
+            marks[front & (region < 0) & ((x - mx) ** 2 + (y - my) ** 2 < MARK_RADIUS ** 2)] = index
         spacing = math.sqrt(4 * math.pi * axes.mean() ** 2 / n)
-        return cls(torch.tensor(means, dtype=torch.float32), 0.8 * spacing, torch.tensor(region), categories)
+        return cls(torch.tensor(means, dtype=torch.float32), 0.8 * spacing, torch.tensor(region), categories,
+                   torch.tensor(marks))
 
     def colors(self, codes: dict[str, float | tuple[int, int, float]] | None = None) -> torch.Tensor:
         """Per-Gaussian colours; `codes` maps category -> code index, or (code_a, code_b, t) for a blend."""
@@ -82,15 +111,21 @@ class ProceduralHead:
             a, b, t = choice if isinstance(choice, tuple) else (choice, choice, 0.0)
             colour = (1 - t) * torch.tensor(LOOKS[name][a]) + t * torch.tensor(LOOKS[name][b])
             colors[self.region == index] = colour
+        colors[self.marks >= 0] = torch.tensor(MARK_COLOUR)
         return colors
 
     def gaussians(self, codes=None, expression=None) -> Gaussians:
         means = self.means.clone()
-        expression = np.zeros(len(EXPRESSION_NAMES)) if expression is None else np.asarray(expression)
+        strength = dict(zip(EXPRESSION_NAMES, np.zeros(len(EXPRESSION_NAMES)) if expression is None
+                            else np.asarray(expression, np.float64)))
         lower = means[:, 1] > 0.2
-        # jaw_open lowers the lower face; smile widens it.
-        means[lower, 1] += 0.08 * float(expression[0]) * (means[lower, 1] - 0.2) / 0.42
-        means[lower, 0] *= 1 + 0.15 * float(expression[1])
+        means[lower, 1] += 0.08 * float(strength["jawOpen"]) * (means[lower, 1] - 0.2) / 0.42
+        for side, sign in (("Left", 1.0), ("Right", -1.0)):
+            half = lower & (means[:, 0] * sign > 0)
+            means[half, 0] *= 1 + 0.15 * float(strength[f"mouthSmile{side}"])
+        for index, name in enumerate(EXPRESSION_NAMES):
+            _, (dx, dy) = MARKS[name]
+            means[self.marks == index, :2] += float(strength[name]) * torch.tensor([dx, dy])
         n = len(means)
         return Gaussians(means, torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 3), self.scale),
                          torch.full((n,), 0.99), self.colors(codes))
@@ -123,8 +158,8 @@ def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categor
                              device: str = "cpu", held_out_blends: tuple[float, ...] = ()) -> Dataset:
     """Write <run>/dataset: a source clip and one clip per (category, code 1..2), plus exact pairs
     blending codes 1 and 2 of each category at the frontal view. With `init_points`, also writes the
-    scene's canonical points as `meta.extra["init_points"]`, as a lifted portrait would. Expressions
-    (jaw_open, smile) are drawn uniformly in [0, expression_range]. `device` only chooses where frames
+    scene's canonical points as `meta.extra["init_points"]`, as a lifted portrait would. Each frame moves
+    two expression controls, drawn uniformly in [0, expression_range]. `device` only chooses where frames
     are rendered (CUDA for large sizes). Each t of `held_out_blends` adds, per category, a held-out look
     coloured as the blend of codes 1 and 2 at t (a look the latent space can reach), filmed at the
     source clip's cameras and expressions, as every clip of a synthesised dataset is."""
@@ -146,7 +181,11 @@ def write_procedural_dataset(run: Path, size: int = 64, frames: int = 8, categor
             # A sweep of yaw with alternating pitch covers the views the avatar must explain.
             yaw = -20 + 40 * index / max(frames - 1, 1)
             pitch = 8.0 * (1 if index % 2 else -1) * rng.uniform(0.3, 1.0)
-            expression = [float(rng.uniform(0, expression_range)), float(rng.uniform(0, expression_range)), 0.0, 0.0]
+            # Two controls a frame, as a face rarely makes more at once: every control still moves in
+            # several frames of a run, each mostly on its own.
+            expression = [0.0] * len(EXPRESSION_NAMES)
+            for control in rng.choice(len(EXPRESSION_NAMES), 2, replace=False):
+                expression[control] = float(rng.uniform(0, expression_range))
             viewmat = head_pose_viewmat(FOV_DEG, yaw, pitch)
             codes = {} if category == SOURCE else {category: code}
             image, alpha = _shot(head, Camera(K, viewmat, size, size), codes, expression, device)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from perse.avatar.avatar import SAMPLE_SPREAD, Avatar
+from perse.core.expressions import EXPRESSION_NAMES
 from perse.dataset import read_dataset
 from perse.errors import PerseError
 from perse.testing.training import training_frame_psnr
@@ -140,3 +141,61 @@ def test_sample_fit_and_api_errors(trained_run):
         avatar.code("hair", "purple")
     with pytest.raises(PerseError, match="expression needs"):
         avatar.render(None, expression=[1.0])
+
+
+@pytest.fixture(scope="module")
+def expressive_run(tmp_path_factory):
+    """A procedural avatar trained on frames that move its expression controls at full range: one
+    category and longer clips, so each control moves in a dozen training frames."""
+    from perse.avatar.train import train
+    from perse.testing.procedural import write_procedural_dataset
+    from perse.testing.training import tiny_config
+
+    run = tmp_path_factory.mktemp("expressive")
+    write_procedural_dataset(run, size=64, frames=24, init_points=True, expression_range=1.0, categories=("lips",))
+    assert list(train(run, tiny_config()))[-1].fraction == 1.0
+    return run
+
+
+def test_the_avatar_learns_every_expression_control(expressive_run):
+    """Each control moves its own mark on the procedural head (perse.testing.procedural.MARKS): the
+    trained avatar's render at full strength changes where the ground truth's does, well above the
+    change elsewhere."""
+    from perse.core.camera import Camera
+    from perse.core.render import render
+    from perse.testing.procedural import ProceduralHead
+
+    avatar = Avatar.load(expressive_run, "cpu")
+    head = ProceduralHead.build(1200, tuple(avatar.categories))
+    camera = avatar.camera()
+    truth = lambda vector: render(head.gaussians(None, vector), Camera(camera.K, camera.viewmat, 64, 64)).rgb.numpy()  # noqa: E731
+    neutral, truth_neutral = avatar.render(), truth(np.zeros(len(EXPRESSION_NAMES)))
+    for index, name in enumerate(EXPRESSION_NAMES):
+        moved = np.abs(truth(np.eye(len(EXPRESSION_NAMES))[index]) - truth_neutral).mean(-1) > 0.05
+        change = np.abs(avatar.render(expression={name: 1.0}) - neutral).mean(-1)
+        # Grey levels: the ground truth changes its mark by 15-60, the avatar learns 2.4-35 of it.
+        assert change[moved].mean() > 2 / 255, f"{name}: {255 * change[moved].mean():.1f} grey levels where it acts"
+        assert change[moved].mean() > 3 * change[~moved].mean(), name
+
+
+def test_expressions_by_old_and_new_names(trained_run):
+    avatar = Avatar.load(trained_run, "cpu")
+    smile = avatar.render(expression={"smile": 0.5, "blink": 1.0})
+    both = avatar.render(expression={"mouthSmileLeft": 0.5, "mouthSmileRight": 0.5, "eyeBlinkLeft": 1.0,
+                                     "eyeBlinkRight": 1.0})
+    np.testing.assert_allclose(smile, both, atol=1e-6)
+    with pytest.raises(PerseError, match=r"expression 'smile' must be a number in \[0, 1\]"):
+        avatar.render(expression={"smile": 1.5})
+    with pytest.raises(PerseError, match="unknown expression.*mouthSmileLeft.*old names jaw_open"):
+        avatar.render(expression={"grin": 1.0})
+
+
+def test_a_checkpoint_of_the_four_old_controls_asks_for_a_rebuild(trained_run, tmp_path):
+    from perse.core.paths import RunPaths
+
+    state = torch.load(RunPaths(trained_run).checkpoint, weights_only=True)
+    state["expression_names"] = ["jaw_open", "smile", "blink", "brow_raise"]
+    RunPaths(tmp_path).checkpoint.parent.mkdir(parents=True)
+    torch.save(state, RunPaths(tmp_path).checkpoint)
+    with pytest.raises(PerseError, match=r"jaw_open, smile, blink, brow_raise.*rebuild it .*`perse run PHOTO --out"):
+        Avatar.load(tmp_path, "cpu")

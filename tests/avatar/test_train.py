@@ -75,7 +75,7 @@ def test_holdout_and_standalone_checkpoint(small_run):
     assert holdout["frames"] and all(frames == list(range(every - 1, 8, every)) for frames in holdout["frames"].values())
     shutil.rmtree(run / "dataset")  # an avatar renders from its run folder without the dataset
     avatar = Avatar.load(run, "cpu")
-    image = avatar.render({"hair": "hair_b"}, yaw=10, expression={"jaw_open": 0.5}, size=48)
+    image = avatar.render({"hair": "hair_b"}, yaw=10, expression={"jawOpen": 0.5}, size=48)
     assert image.shape == (48, 48, 3) and 0.0 <= image.min() and image.max() <= 1.0
     assert (RunPaths(run).avatar_ply).exists()
 

@@ -15,7 +15,7 @@ def test_trained_avatar_exports(trained_run, tmp_path):
     import imageio.v2 as iio
 
     avatar = Avatar.load(trained_run, "cpu")
-    g = avatar.gaussians({"glasses": 1}, {"jaw_open": 1.0})
+    g = avatar.gaussians({"glasses": 1}, {"jawOpen": 1.0})
     back = read_ply(write_ply(tmp_path / "glasses.ply", g))
     torch.testing.assert_close(back.means, g.means.detach(), rtol=1e-5, atol=1e-6)
 

@@ -130,7 +130,7 @@ def avatar(finished_run) -> Avatar:
     (lambda a: a.render(size=0), r"size must be a number in \[1, 4096\]"),
     (lambda a: a.render(size=32.5), r"size must be a whole number"),
     (lambda a: a.render(expression={"smile": math.nan}), r"expression 'smile' must be a number in \[0, 1\]"),
-    (lambda a: a.render(expression=[0, 0, 2, 0]), r"expression 'blink' must be a number in \[0, 1\]"),
+    (lambda a: a.render(expression=[0] * 7 + [2] + [0] * 6), r"expression 'eyeBlinkLeft' must be a number in \[0, 1\]"),
     (lambda a: a.slider_code("hair", math.nan), r"'hair' slider position must be a number in \[0, 2\]"),
     (lambda a: a.slider_code("hair", 2.5), r"'hair' slider position must be a number in \[0, 2\]"),
     (lambda a: a.slider_code("hat", 0), r"unknown category 'hat'"),

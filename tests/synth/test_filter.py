@@ -18,7 +18,7 @@ def test_filter_drops_a_biden_frame_inserted_into_an_obama_clip(ingested):
     biden = resize_portrait(ingested["biden2"][0], SIZE)
     animator = LiftAnimator(obama)
     expressions = np.zeros((4, len(EXPRESSION_NAMES)))
-    expressions[3, EXPRESSION_NAMES.index("jaw_open")] = 0.6
+    expressions[3, EXPRESSION_NAMES.index("jawOpen")] = 0.6
     script = MotionScript(np.array([0.0, 15.0, -15.0, 5.0]), np.array([0.0, 5.0, -5.0, 0.0]), expressions,
                           animator.pivot, obama.fov_deg)
     clip = animator.animate(obama.image / 255.0, obama.matte, script)

@@ -68,7 +68,7 @@ def test_neutral_light_and_srgb_round_trip():
 @pytest.mark.parametrize("side", [-1.0, 1.0])
 def test_a_portrait_relit_from_one_side_is_seen_lit_from_that_side(small_portraits, side):
     portrait = small_portraits["obama"]
-    geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), portrait.size, portrait.fov_deg)
+    geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), portrait.image, portrait.fov_deg)
     normals = surface_normals(geometry.points.reshape(portrait.size, portrait.size, 3))
     # Flatten the photo's own light, then light it from the image's left or right.
     light = np.array([side, -0.3, -0.6]) / np.linalg.norm([side, -0.3, -0.6])

@@ -11,12 +11,13 @@ Geometry (built once per portrait, shared by every clip):
   splats instead of opening holes; opacity is the matte.
 - Layers of extra Gaussians sit behind the surface, hidden at rest: the mouth interior (a dark
   cavity and the upper teeth fixed to the skull, the lower teeth and tongue riding the jaw), revealed
-  when the jaw opens; and closed upper eyelids coloured from the clip's own lid skin with a lash line,
-  which a blink slides down over the eyes.
-- Expressions are displacement fields, linear in the expression vector: jaw open rotates the region
-  below the lip seam about the jaw hinge; smile and brow raise move control landmarks and spread that
-  motion to nearby pixels with normalised Gaussian weights anchored by the landmarks that stay; blink
-  moves the eyelid layer.
+  when the jaw opens or the lips funnel; closed upper eyelids coloured from the clip's own lid skin
+  with a lash line, which a blink slides down over its eye; and the top of each eyeball (iris and
+  white, coloured from the eye's own pixels), which eyeWide uncovers.
+- Expressions are displacement fields, linear in the expression vector (perse.synth.animate.fields:
+  the jaw's rotation, landmark moves spread over nearby pixels, cuts where the lips or a lid open);
+  the layers take their own share of each (the interior follows the lips' reshaping and the jaw,
+  the lids their blink, the eyeballs nothing).
 
 Per clip only colours and opacities change (the edited portrait and its matte). Frames render many
 per call through perse.core.render (`gaussians`, the default on CUDA: gsplat), whose colours are
@@ -26,7 +27,6 @@ default on CPU, where the general compositor is ~50x slower for this scene).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,16 @@ from perse.dataset import EXPRESSION_NAMES
 from perse.errors import PerseError
 from perse.synth import face as F
 from perse.synth.animate import ClipFrames
+from perse.synth.animate.fields import (
+    EYE_WIDE,
+    JAW_ANGLE,
+    JAW_OPENINGS,
+    LIP_SHAPES,
+    eye_openings,
+    jaw_hinge,
+    jaw_rotation,
+    surface_fields,
+)
 from perse.synth.animate.motion import MotionScript
 from perse.synth.animate.splat import splat
 
@@ -61,15 +71,13 @@ MIN_ALPHA = 0.02
 COLOR_FIT_ITERATIONS = 3
 FIT_STEP = 0.6
 
-FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 108, 69, 337, 299)
-# Jaw opening at full strength, radians: the chin drops by about a tenth of the face height, a clearly
-# open mouth.
-JAW_ANGLE = 0.3
 # Neighbouring splats further apart than this many frontal spacings (at rest, or once an expression at
 # full strength has moved them) get a gap filler between them.
 GAP_STRETCH = 1.3
-# How far the skin above the eye follows a closing lid, as a fraction of the eye's opening.
-BLINK_CREASE = 0.3
+# Neighbours that an expression pulls further apart than this many spacings lie on two sides of a cut
+# the face opens along (the lips, an upper lid lifting off the eyeball): a filler there would draw a
+# line of skin across the opening.
+SPLIT_PULL = 2.0
 
 
 def _quat_from_matrix(R: np.ndarray) -> np.ndarray:
@@ -193,104 +201,6 @@ def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.
     return depth, hull, (cx, cy, cz, a, b, c)
 
 
-def _rbf_field(size: int, landmarks_xy: np.ndarray, moves: dict[int, np.ndarray], sigma: float,
-               work: int = 96) -> np.ndarray:
-    """Dense (S, S, 3) displacement spreading `moves` (landmark -> dx, dy, dz px); every other landmark
-    anchors its neighbourhood at zero, and far from all landmarks the field fades out."""
-    scale = work / size
-    coords = (np.arange(work, dtype=np.float32) + 0.5) / scale
-    uu, vv = np.meshgrid(coords, coords)
-    displacement = np.zeros((len(landmarks_xy), 3), np.float32)
-    for index, move in moves.items():
-        displacement[index] = move
-    # Beyond 4 sigma of every landmark the background weight wins by > 300x: compute only near the face.
-    lo, hi = landmarks_xy.min(0) - 4 * sigma, landmarks_xy.max(0) + 4 * sigma
-    near = (uu >= lo[0]) & (uu <= hi[0]) & (vv >= lo[1]) & (vv <= hi[1])
-    points = np.stack([uu[near], vv[near]], 1)
-    anchors = landmarks_xy.astype(np.float32)
-    d2 = (points[:, None, 0] - anchors[None, :, 0]) ** 2 + (points[:, None, 1] - anchors[None, :, 1]) ** 2
-    weights = np.exp(-d2 / np.float32(2 * sigma ** 2))
-    # A constant "background" weight equal to a landmark 2 sigma away: far from the face nothing moves.
-    field = np.zeros((work, work, 3), np.float32)
-    field[near] = weights @ displacement / (weights.sum(1, keepdims=True) + math.exp(-2.0))
-    return cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def _eye_openings(landmarks: np.ndarray, uu: np.ndarray):
-    """Per eye: (upper lid line y, lower lid line y, the opening's height tapering to 0 at the corners,
-    inside-the-eye's-width mask), each over the columns `uu`."""
-    xy = landmarks[:, :2]
-    for upper_ids, lower_ids in ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER), (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER)):
-        upper, lower = xy[list(upper_ids)], xy[list(lower_ids)]
-        corners = np.concatenate([upper[:, 0], lower[:, 0]])
-        order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
-        top = np.interp(uu, upper[order_u, 0], upper[order_u, 1])
-        bottom = np.interp(uu, lower[order_l, 0], lower[order_l, 1])
-        inside = (uu > corners.min()) & (uu < corners.max())
-        span = max(float(corners.max() - corners.min()), 1.0)
-        taper = np.clip(np.sin(np.pi * (uu - corners.min()) / span), 0, 1) ** 0.5
-        yield top, bottom, np.clip(bottom - top, 0, None) * inside * taper, inside
-
-
-def _blink_crease_field(size: int, landmarks: np.ndarray) -> np.ndarray:
-    """The skin above each eye follows a closing lid part of the way (the lid crease flattens); the
-    lid itself is the eyelid layer. Sliding the skin all the way down would drag lashes and brow hair
-    over the eye as a smear."""
-    coords = np.arange(size, dtype=np.float64) + 0.5
-    uu, vv = np.meshgrid(coords, coords)
-    field = np.zeros((size, size, 3), np.float32)
-    for top, _, opening, _ in _eye_openings(landmarks, uu):
-        height = np.maximum(opening, 1.0)
-        above = top - vv  # > 0 above the lid line
-        weight = np.where(above < 0, 0.0, np.clip(1 - above / (2 * height), 0, 1))
-        field[..., 1] += (BLINK_CREASE * weight * opening).astype(np.float32)
-    return field
-
-
-def _jaw_hinge(landmarks: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame) -> tuple[float, float]:
-    """(y, depth) of the jaw hinge in pixels: the condyles sit just in front of the ears, a little behind
-    the face's side edges at ear level. (Measured from the face's centre line, the nose, the hinge
-    would be so shallow that the jaw swung back instead of down.)"""
-    xy = landmarks[:, :2]
-    size = depth_px.shape[0]
-    edges = np.clip(np.round(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE]] - 0.5).astype(int), 0, size - 1)
-    hinge_y = float(xy[[F.RIGHT_FACE_EDGE, F.LEFT_FACE_EDGE], 1].mean())
-    return hinge_y, float(depth_px[edges[:, 1], edges[:, 0]].mean()) + 0.1 * face.face_width
-
-
-def _jaw_rotation(v: np.ndarray, depth: np.ndarray, hinge: tuple[float, float]) -> np.ndarray:
-    """Displacement (dx, dy, dz) px per radian of jaw opening of points at rows `v`, depths `depth`.
-
-    The condyle glides forward as the jaw opens, so the chin moves back only about half as far as a
-    pure rotation about the hinge would carry it: the mouth opens downwards."""
-    dy, dz = v - hinge[0], depth - hinge[1]
-    return np.stack([np.zeros_like(dy), -dz, 0.5 * dy], -1)
-
-
-def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame, angle: float) -> np.ndarray:
-    """Jaw opening by `angle` radians: pixels below the lip seam rotate about the jaw hinge."""
-    xy = landmarks[:, :2]
-    upper, lower = xy[list(F.LIPS_INNER_UPPER)], xy[list(F.LIPS_INNER_LOWER)]
-    seam = (upper + lower) / 2
-    # Lower face: below the lip seam and inside the jaw line (hinge to hinge through the chin).
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(np.concatenate([seam, xy[list(F.JAW[::-1])]])).astype(np.int32)], 1)
-    # Soft falloff below and beside the jaw (chin tissue, a beard), none above the seam.
-    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
-    weight = np.where(mask > 0, 1.0, np.exp(-(outside / max(0.06 * face.face_height, 1.0)) ** 2))
-    coords = np.arange(size, dtype=np.float64) + 0.5
-    uu, vv = np.meshgrid(coords, coords)
-    order = np.argsort(seam[:, 0])
-    seam_y = np.interp(uu, seam[order, 0], seam[order, 1])
-    within = (uu >= seam[:, 0].min()) & (uu <= seam[:, 0].max())
-    # The lips part along the seam (a real opening); beside the mouth the cheeks stretch smoothly.
-    weight = np.where(within & (vv < seam_y), 0.0, weight)
-    nose_y, corner_y = float(xy[F.SUBNASALE, 1]), float(seam[:, 1].min())
-    weight = weight * np.clip((vv - nose_y) / max(corner_y - nose_y, 1.0), 0, 1) ** 2
-    return (weight[..., None] * angle * _jaw_rotation(vv, depth_px, _jaw_hinge(landmarks, depth_px, face))
-            ).astype(np.float32)
-
-
 class LiftAnimator:
     name = "lift"
     background = (1.0, 1.0, 1.0)
@@ -310,7 +220,8 @@ class LiftAnimator:
             raise PerseError(f"lift animator: image size {self.size} is not a multiple of the splat stride {self.stride}")
         self.batch = batch or (32 if self.device.type == "cuda" or renderer == "splat" else 4)
         F.validate_landmarks(portrait.landmarks, self.size, f"portrait {portrait.source or '(in memory)'}")
-        self.geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), self.size, self.fov_deg, self.stride)
+        self.geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), portrait.image, self.fov_deg,
+                                       self.stride)
         self.K = cam.intrinsics(self.size, self.fov_deg)
 
     @classmethod
@@ -467,7 +378,10 @@ class LiftAnimator:
         return np.stack([cam.project(points, vm, self.K)[:, :2] for points, vm in zip(moved, viewmats)])
 
 
-def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int = 1) -> HeadGeometry:
+def build_geometry(landmarks: np.ndarray, image: np.ndarray, fov_deg: float, stride: int = 1) -> HeadGeometry:
+    """The lifted surface of the portrait `image` (S, S, 3) with its face `landmarks`; the image only
+    decides which of its pixels colour the eyes' whites and irises that eyeWide uncovers."""
+    size = image.shape[0]
     face = F.FaceFrame(landmarks)
     depth_px, hull, (cx, cy, cz, a, b, c) = _depth_map(landmarks, size, face)
     grid = size // stride
@@ -507,36 +421,7 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
     quats = _quat_from_matrix(vectors)
 
     # Expression fields in pixel units (dx, dy, dz), converted to world displacements.
-    unit = face.face_height
-    xy = landmarks[:, :2]
-    fields_px = np.zeros((len(EXPRESSION_NAMES), size, size, 3), np.float32)
-    fields_px[EXPRESSION_NAMES.index("jaw_open")] = _jaw_field(size, landmarks, depth_px, face, JAW_ANGLE)
-    # Smile: the whole mouth widens and its corners rise (more the further from the centre), the
-    # cheeks lift a little.
-    mouth_x = xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT], 0].mean()
-    mouth_y = xy[[F.MOUTH_RIGHT, F.MOUTH_LEFT, 13, 14], 1].mean()
-    half = max(0.5 * abs(xy[F.MOUTH_LEFT, 0] - xy[F.MOUTH_RIGHT, 0]), 1.0)
-    corners = {}
-    for index in range(len(xy)):
-        u = (xy[index, 0] - mouth_x) / half
-        reach = 1 - (u / 1.6) ** 2 - ((xy[index, 1] - mouth_y) / (0.9 * half)) ** 2
-        if reach > 0:
-            u = np.clip(u, -1, 1)
-            corners[index] = np.array([0.05 * u, -0.085 * u * u, 0.0]) * min(1.0, 2 * reach)
-    # The cheeks (malar fat pads) bunch up and out.
-    for index, sign in ((205, -1), (425, 1), (50, -1), (280, 1), (187, -1), (411, 1)):
-        corners[index] = np.array([0.015 * sign, -0.05, -0.01])
-    fields_px[EXPRESSION_NAMES.index("smile")] = _rbf_field(size, xy, {k: v * unit for k, v in corners.items()},
-                                                            0.05 * unit)
-    fields_px[EXPRESSION_NAMES.index("blink")] = _blink_crease_field(size, landmarks)
-    # The neighbouring landmarks that stay anchor the field: brows moved by 0.2 face heights rise by
-    # about 0.07.
-    raise_moves = {i: np.array([0.0, -0.2 * unit, 0.0]) for i in
-                   F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER + F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER}
-    for index in FOREHEAD:
-        raise_moves[index] = np.array([0.0, -0.08 * unit, 0.0])
-    fields_px[EXPRESSION_NAMES.index("brow_raise")] = _rbf_field(size, xy, raise_moves, 0.06 * unit)
-
+    fields_px = surface_fields(size, landmarks, depth_px, face)
     distance = cam.camera_distance(fov_deg)
     focal = cam.focal_length(size, fov_deg)
 
@@ -544,34 +429,49 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
         z = (distance + depth_at / (size / 2))[..., None]
         return np.concatenate([field_px[..., :2] * z / focal, field_px[..., 2:] / (size / 2)], axis=-1)
 
+    def sampled(u: np.ndarray, v: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Every control's surface field where the points (u, v) at `depth` px lie, in world units."""
+        pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
+        return np.stack([to_world(f[pixels[:, 1], pixels[:, 0]], depth) for f in fields_px])
+
     block = lambda f: f.reshape(grid, stride, grid, stride, 3).mean(axis=(1, 3)).reshape(-1, 3)  # noqa: E731
     fields = np.stack([block(to_world(f, depth_px)) for f in fields_px])
 
     # Landmarks: their own depth on the same surface; fields sampled at their pixels.
-    lm_px = np.clip(np.round(xy - 0.5).astype(int), 0, size - 1)
-    lm_depth = depth_px[lm_px[:, 1], lm_px[:, 0]]
+    xy = landmarks[:, :2]
+    lm_depth = depth_px[np.clip(np.round(xy[:, 1] - 0.5).astype(int), 0, size - 1),
+                        np.clip(np.round(xy[:, 0] - 0.5).astype(int), 0, size - 1)]
     lm_world = _pixels_to_world(xy[:, 0], xy[:, 1], lm_depth, size, fov_deg)
-    lm_fields = np.stack([to_world(f[lm_px[:, 1], lm_px[:, 0]], lm_depth) for f in fields_px])
+    lm_fields = sampled(xy[:, 0], xy[:, 1], lm_depth)
 
-    hinge = _jaw_hinge(landmarks, depth_px, face)
+    column = EXPRESSION_NAMES.index
+    hinge = jaw_hinge(landmarks, depth_px, face)
     layers = [_gap_fillers(points, fields.reshape(len(fields_px), grid, grid, 3), size, stride)]
     for u, v, depth, colors, on_jaw in _mouth_interior(landmarks, size, depth_px, face, stride):
-        pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
-        fields_layer = np.stack([to_world(f[pixels[:, 1], pixels[:, 0]], depth) for f in fields_px])
-        # The interior does not blink or raise brows; the lower teeth and tongue ride the jaw rigidly,
-        # the upper teeth and the cavity stay with the skull.
-        for name in ("jaw_open", "blink", "brow_raise"):
-            fields_layer[EXPRESSION_NAMES.index(name)] = 0.0
+        fields_layer = sampled(u, v, depth)
+        # The interior, hidden behind the lips, follows their reshaping but not the eyes' and brows'
+        # fields; the openings carry the lower teeth and tongue with the jaw, rigidly, while the upper
+        # teeth and the cavity stay with the skull.
+        for index, name in enumerate(EXPRESSION_NAMES):
+            if name not in LIP_SHAPES:
+                fields_layer[index] = 0.0
         if on_jaw:
-            fields_layer[EXPRESSION_NAMES.index("jaw_open")] = to_world(JAW_ANGLE * _jaw_rotation(v, depth, hinge), depth)
+            for name, share in JAW_OPENINGS.items():
+                fields_layer[column(name)] = to_world(share * JAW_ANGLE * jaw_rotation(v, depth, hinge), depth)
         layers.append(Layer(_pixels_to_world(u, v, depth, size, fov_deg), _layer_scales(len(u), size, stride),
                             fields_layer, colors=colors))
-    u, v, depth, moves, sources, shade = _eyelids(landmarks, size, depth_px, face, stride)
-    pixels = np.clip(np.round(np.stack([u, v], 1) - 0.5).astype(int), 0, size - 1)
-    lid_fields = np.stack([to_world(f[pixels[:, 1], pixels[:, 0]], depth) for f in fields_px])
-    lid_fields[EXPRESSION_NAMES.index("blink")] = to_world(moves, depth)
+    lids = _eyelids(landmarks, size, depth_px, face, stride)
+    lid_fields = sampled(lids.u, lids.v, lids.depth)
+    for side in ("left", "right"):
+        lid_fields[column(f"eyeBlink{side.capitalize()}")] = to_world(lids.blink * (lids.sides == side)[:, None],
+                                                                      lids.depth)
+    lid_fields[column("eyeWide")] = to_world(lids.widen, lids.depth)
+    layers.append(Layer(_pixels_to_world(lids.u, lids.v, lids.depth, size, fov_deg),
+                        _layer_scales(len(lids.u), size, stride), lid_fields, sources=lids.sources, shade=lids.shade))
+    u, v, depth, sources, shade = _sclera(landmarks, image, depth_px, face, stride)
+    # The eyeballs move with no control: the lids and the skin move over them.
     layers.append(Layer(_pixels_to_world(u, v, depth, size, fov_deg), _layer_scales(len(u), size, stride),
-                        lid_fields, sources=sources, shade=shade))
+                        np.zeros((len(fields_px), len(u), 3)), sources=sources, shade=shade))
 
     pivot = _pixels_to_world(np.array([cx]), np.array([cy]), np.array([cz]), size, fov_deg)[0]
     return HeadGeometry(grid, stride, points.reshape(-1, 3), quats, scales, fields, layers, lm_world, lm_fields, pivot)
@@ -580,7 +480,7 @@ def build_geometry(landmarks: np.ndarray, size: int, fov_deg: float, stride: int
 def _gap_fillers(points: np.ndarray, fields: np.ndarray, size: int, stride: int) -> Layer:
     """Extra splats at the corners between grid splats wherever the surface will stretch: where it is
     steep at rest (nose sides, jaw and neck, the head's outline: a turned head magnifies them) or where
-    an expression at full strength pulls neighbours apart (mouth corners, an opening jaw). One splat
+    an expression at full strength stretches the skin (mouth corners, the chin of an opening jaw). One splat
     per pixel leaves holes there that show the background or the mouth interior; a corner splat takes
     the mean position, motion, colour and matte of its four pixels, halving the spacing."""
     spacing = 2.0 * stride / size
@@ -590,7 +490,8 @@ def _gap_fillers(points: np.ndarray, fields: np.ndarray, size: int, stride: int)
     pull_y = np.linalg.norm(np.diff(fields, axis=1), axis=-1).max(0)
     longest = np.maximum.reduce([step_x[:-1] + pull_x[:-1], step_x[1:] + pull_x[1:],
                                  step_y[:, :-1] + pull_y[:, :-1], step_y[:, 1:] + pull_y[:, 1:]])
-    rows, cols = np.nonzero(longest > GAP_STRETCH * spacing)
+    pulled = np.maximum.reduce([pull_x[:-1], pull_x[1:], pull_y[:, :-1], pull_y[:, 1:]])
+    rows, cols = np.nonzero((longest > GAP_STRETCH * spacing) & (pulled <= SPLIT_PULL * spacing))
     corners = np.stack([rows, cols, rows + 1, cols + 1])
     cells = [(corners[0], corners[1]), (corners[0], corners[3]), (corners[2], corners[1]), (corners[2], corners[3])]
     # Each cell's colour comes from the pixel at its block's centre.
@@ -658,13 +559,28 @@ def _mouth_interior(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face
             (u[jaw], v[jaw], jaw_depth[jaw], jaw_colors[jaw], True)]
 
 
-def _eyelids(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face: F.FaceFrame, stride: int):
-    """The closed upper lids: (u, v, depth px, blink displacement px, colour source pixels, shade).
+@dataclass
+class Eyelids:
+    """The closed upper lids' Gaussians: positions (u, v px, depth px), which eye each belongs to, its
+    displacement (px) when its eye blinks and when the eyes widen, and its colour source pixels and shade."""
 
-    At rest each lid is folded away behind the skin just above its eye; a blink slides it down by the
-    eye's opening (plus a pixel, to meet the lower lid) and brings it in front of the eyeball. It takes
-    its colour from the skin between the eye and the brow (the middle of that band, clear of lashes and
-    brow hair), darkened slightly, with a dark lash line along its closing edge."""
+    u: np.ndarray
+    v: np.ndarray
+    depth: np.ndarray
+    sides: np.ndarray  # "right" / "left", the person's
+    blink: np.ndarray  # (M, 3)
+    widen: np.ndarray  # (M, 3)
+    sources: np.ndarray  # (M, 3)
+    shade: np.ndarray
+
+
+def _eyelids(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face: F.FaceFrame, stride: int) -> Eyelids:
+    """At rest each lid is folded away behind the skin just above its eye (behind the sclera layer
+    too); a blink slides it down by the eye's opening (plus a pixel, to meet the lower lid) and brings
+    it in front of the eyeball. It takes its colour from the skin between the eye and the brow (the
+    middle of that band, clear of lashes and brow hair), darkened slightly, with a dark lash line along
+    its closing edge. Widened eyes stretch it up with their lifted lid line, so that a blink still
+    closes them."""
     xy = landmarks[:, :2]
     step = max(1.0, float(stride))
     columns = np.arange(0.0, size, step) + 0.5 * step
@@ -672,13 +588,15 @@ def _eyelids(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face: F.Fac
     for side, ids in (("right", F.RIGHT_BROW_LOWER), ("left", F.LEFT_BROW_LOWER)):
         order = np.argsort(xy[list(ids), 0])
         brows[side] = (xy[list(ids), 0][order], xy[list(ids), 1][order])
-    us, vs, depths, moves, sources, shades = [], [], [], [], [], []
-    back, forward = _behind(face, stride, 0.04), _behind(face, stride, 0.015)
-    for (top, _, opening, inside), side in zip(_eye_openings(landmarks, columns), ("right", "left")):
+    us, vs, depths, sides, blink, widen, sources, shades = [], [], [], [], [], [], [], []
+    back, forward = _behind(face, stride, 0.04) + 2.0 * step, _behind(face, stride, 0.015)
+    for side, top, _, opening, inside in eye_openings(landmarks, columns):
         brow = np.interp(columns, *brows[side])
         for column in np.flatnonzero(inside & (opening > 0.2)):
             x, lid, height = columns[column], top[column], opening[column] + 1.0
-            rows = np.arange(lid - height, lid, step) + 0.5 * step
+            # Rows at half the grid spacing: widened eyes stretch the lid by up to 1 + EYE_WIDE, and
+            # a blink then must still close it without gaps.
+            rows = np.arange(lid - height, lid, step / 2) + 0.25 * step
             band = max(lid - brow[column], 2.0)
             picks = lid - band * np.array([0.3, 0.45, 0.6])
             source = (np.clip(picks.astype(int), 0, size - 1) * size + np.clip(int(x), 0, size - 1))
@@ -687,9 +605,78 @@ def _eyelids(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face: F.Fac
                 us.append(x)
                 vs.append(row)
                 depths.append(surface + back)
-                moves.append((0.0, height, -(back + forward)))
+                sides.append(side)
+                blink.append((0.0, height, -(back + forward)))
+                # The top row rises with the lifted lid line, the bottom one (the lash line once closed)
+                # stays on the lower lid.
+                widen.append((0.0, -EYE_WIDE * opening[column] * (lid - row) / height, 0.0))
                 sources.append(source)
                 # The lowest row closes last and meets the lower lid: the lash line.
                 shades.append(0.45 if row > lid - step else 0.9)
-    return (np.array(us), np.array(vs), np.array(depths), np.array(moves, np.float64).reshape(-1, 3),
-            np.array(sources, int).reshape(-1, 3), np.array(shades))
+    as_moves = lambda moves: np.array(moves, np.float64).reshape(-1, 3)  # noqa: E731
+    return Eyelids(np.array(us), np.array(vs), np.array(depths), np.array(sides), as_moves(blink), as_moves(widen),
+                   np.array(sources, int).reshape(-1, 3), np.array(shades))
+
+
+def _iris(landmarks: np.ndarray, side: str) -> tuple[np.ndarray, float]:
+    """Centre (x, y) and radius in pixels of one iris: mediapipe's refined iris landmarks, or for a
+    468-point mesh, the eye's centre and a typical share of its width."""
+    xy = landmarks[:, :2]
+    if len(xy) >= 478:
+        first = 468 if side == "right" else 473
+        centre = xy[first]
+        return centre, float(np.linalg.norm(xy[first + 1:first + 5] - centre, axis=1).mean())
+    eye = xy[list(F.RIGHT_EYE if side == "right" else F.LEFT_EYE)]
+    return eye.mean(axis=0), 0.22 * float(np.ptp(eye[:, 0]))
+
+
+def _eye_pixels(landmarks: np.ndarray, image: np.ndarray, side: str) -> tuple[list[int], list[int]]:
+    """Flat indices of three pixels of one eye's white and three of its iris in `image`, by brightness
+    rank within the eye's opening: the whites among its brighter pixels (short of the catchlight), the
+    iris near its circle's median (clear of pupil and catchlight)."""
+    size = image.shape[0]
+    outline = np.zeros((size, size), np.uint8)
+    eye = landmarks[list(F.RIGHT_EYE if side == "right" else F.LEFT_EYE), :2]
+    cv2.fillConvexPoly(outline, np.round(eye - 0.5).astype(np.int32), 1)
+    (cx, cy), radius = _iris(landmarks, side)
+    uu, vv = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    in_iris = (uu - cx) ** 2 + (vv - cy) ** 2 < radius ** 2
+    luma = np.asarray(image, np.float64).mean(-1).ravel()
+
+    def ranked(mask: np.ndarray, quantiles: tuple[float, ...]) -> list[int]:
+        pixels = np.flatnonzero(mask)
+        if len(pixels) == 0:  # an eye below a pixel's height: its landmarks' own pixel
+            pixels = np.flatnonzero(outline) if outline.any() else np.array([int(cy) * size + int(cx)])
+        order = pixels[np.argsort(luma[pixels], kind="stable")]
+        return [int(order[min(int(q * len(order)), len(order) - 1)]) for q in quantiles]
+
+    opening = outline > 0
+    white = opening & ~in_iris
+    return (ranked(white if white.sum() >= 3 else opening, (0.75, 0.8, 0.85)),
+            ranked(opening & in_iris, (0.4, 0.5, 0.6)))
+
+
+def _sclera(landmarks: np.ndarray, image: np.ndarray, depth_px: np.ndarray, face: F.FaceFrame, stride: int):
+    """The top of each eyeball, which the upper lid covers at rest and eyeWide uncovers: (u, v, depth px,
+    colour source pixels, shade). Inside the iris's circle it takes the iris's colour, elsewhere the
+    white's, shadowed under the lid."""
+    size = image.shape[0]
+    step = max(1.0, float(stride))
+    columns = np.arange(0.0, size, step) + 0.5 * step
+    us, vs, depths, sources, shades = [], [], [], [], []
+    depth_behind = _behind(face, stride, 0.02)
+    for side, top, _, opening, inside in eye_openings(landmarks, columns):
+        (cx, cy), radius = _iris(landmarks, side)
+        white, iris = _eye_pixels(landmarks, image, side)
+        for column in np.flatnonzero(inside & (opening > 0.2)):
+            x, lid = columns[column], top[column]
+            reveal = EYE_WIDE * opening[column] + 1.0
+            surface = depth_px[int(np.clip(lid, 0, size - 1)), int(np.clip(x, 0, size - 1))]
+            for row in np.arange(lid - reveal, lid + 1.0, step) + 0.5 * step:
+                in_iris = (x - cx) ** 2 + (row - cy) ** 2 < radius ** 2
+                us.append(x)
+                vs.append(row)
+                depths.append(surface + depth_behind)
+                sources.append(iris if in_iris else white)
+                shades.append(0.85 if row < lid - 0.6 * reveal else 1.0)
+    return (np.array(us), np.array(vs), np.array(depths), np.array(sources, int).reshape(-1, 3), np.array(shades))
