@@ -303,20 +303,25 @@ def _ingest(photo: Path, root: Path, config: PipelineConfig) -> Iterator[Progres
 def _stages(run_dir: Path, config: PipelineConfig, cancel: CancelToken, keys: dict[str, str], work: Workspace,
             works: dict[str, Callable[[Path], Iterator[Progress]]]) -> Iterator[Progress]:
     state = RunState(run_dir)
+    # A stage that is redone invalidates every later one, even where their settings did not change (a
+    # new PERSE Studio refusing an old dataset retrains the avatar, whose renders and report are then stale).
+    redone = False
     for name in STAGES:
         key = keys[name]
-        if (state.is_done(name, key) and matches(run_dir, state.files.get(name, {}))
+        if (not redone and state.is_done(name, key) and matches(run_dir, state.files.get(name, {}))
                 and _outputs_valid(name, run_dir, config)):
             # A run finished before manifests were recorded passed the stage's own check: record one now.
             state.files.setdefault(name, manifest(run_dir, name))
             work.link(name)
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
             continue
-        if (state.staged.get(name) == key and matches(work.root, state.staged_files.get(name, {}))
+        if (not redone and state.staged.get(name) == key and matches(work.root, state.staged_files.get(name, {}))
                 and _outputs_valid(name, work.root, config)):
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
             continue
-        work.prepare(name, fresh=state.start(name, key))
+        # After an earlier stage was redone, what an interrupted attempt left here came from its old outputs.
+        work.prepare(name, fresh=state.start(name, key) or redone)
+        redone = True
         try:
             cancel.check()
             yield from works[name](work.root)

@@ -149,3 +149,14 @@ def test_an_interrupted_swap_is_completed_by_the_next_writer(tmp_path, monkeypat
     assert (run_dir / "report.json").read_text() == "new"
     assert json.loads((run_dir / "stages.json").read_text())["done"] == {"export": "k"}
     assert not work.journal.exists() and (work.root / "renders").is_symlink()
+
+
+def test_a_stage_redone_for_a_damaged_output_redoes_every_later_stage(run_copy, photo, mini_config):
+    """The dataset fails verification (as an old one does after an upgrade): the avatar, renders and report
+    that came from it must not be called up to date, though their settings did not change."""
+    frame = next((run_copy / "dataset" / "clips").rglob("*.png"))
+    frame.write_bytes(frame.read_bytes()[:-10])
+    events = list(run(photo, run_copy, mini_config()))
+    skipped = {e.stage for e in events if e.message.endswith("up to date, skipped")}
+    worked = {e.stage for e in events if not e.message.endswith("up to date, skipped")}
+    assert skipped == {"ingest"} and worked == {"synth", "train", "export", "metrics"}
