@@ -17,6 +17,7 @@ from typing import Any, Callable
 import spaces  # isort: skip
 import gradio as gr
 
+from perse.app.drive import DriveTab
 from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
 from perse.app.session import SessionRoot
 from perse.config import PRESETS, build_config
@@ -172,6 +173,18 @@ def build(handlers: Handlers) -> gr.Blocks:
                                                                   elem_id="transfer-category")
                             transfer = gr.Button("Take it", elem_id="transfer")
                     gr.Examples(EXAMPLES, inputs=transfer_photo, label="Or take it from an example")
+                with gr.Tab("Drive it", elem_id="tab-drive"):
+                    with gr.Row():
+                        drive_clip = gr.Video(label="A clip of a face (up to 30 s): upload one or record it",
+                                              sources=["upload", "webcam"], height=320, elem_id="drive-clip")
+                        with gr.Column():
+                            drive_side = gr.Checkbox(True, label="Show the clip beside the avatar", elem_id="drive-side")
+                            drive_audio = gr.Checkbox(True, label="Keep the clip's sound", elem_id="drive-audio")
+                            drive_run = gr.Button("Drive the avatar", variant="primary", elem_id="drive")
+                            ui["drive_status"] = gr.Markdown(elem_id="drive-status")
+                    ui["drive_video"] = gr.Video(label="Your avatar performing it (at the look above)",
+                                                 interactive=False, height=320, elem_id="drive-video")
+                    ui["drive_download"] = gr.DownloadButton("Download", visible=False, elem_id="drive-download")
 
         view_inputs = [ui["yaw"], ui["pitch"], *(ui[f"expr:{name}"] for name in EXPRESSIONS)]
         studio_outputs = (["studio", "view", "clip_category", "clip_start", "clip_end", "clip_frames",
@@ -225,6 +238,8 @@ def build(handlers: Handlers) -> gr.Blocks:
            api_name="export_look", **heavy)
         on(transfer.click, handlers.transfer, [session, transfer_photo, ui["transfer_category"], *view_inputs],
            ["view"], api_name="transfer", **heavy)
+        on(drive_run.click, DriveTab(handlers).drive, [session, drive_clip, drive_side, drive_audio],
+           ["drive_status", "drive_video", "drive_download"], api_name="drive", **heavy)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.render_concurrency)
     return demo
 

@@ -169,6 +169,28 @@ class ExportConfig:
 
 
 @dataclass
+class DriveConfig:
+    """`perse drive`: a face video drives the avatar (perse/drive, docs/drive.md)."""
+
+    # How each frame's expression is read (perse.drive.blendshapes.ESTIMATORS): "geometric" measures the
+    # face mesh the ingest stage already runs; "mediapipe" runs mediapipe's face landmarker, whose
+    # blendshape model is not in the wheel (give its .task file below or in PERSE_FACE_LANDMARKER).
+    blendshapes: str = "geometric"
+    face_landmarker: str = ""
+    # Every frame is tracked and rendered; longer clips are refused before any work is done.
+    max_seconds: float = ranged(120.0, **POSITIVE)
+    # Render size in pixels; 0 = the avatar's training size.
+    size: int = ranged(0, 16, MAX_IMAGE_SIZE, also=(0,))
+    # One Euro filter (Casiez et al. 2012): the cutoff (Hz) when the face is still (lower = steadier),
+    # and how fast the cutoff rises with speed (higher = less lag on quick moves). These keep 93% of a
+    # 3-frame blink at 30 fps and cut a still face's jitter to a third (perse.drive.retarget).
+    smoothing_min_cutoff: float = ranged(1.0, **POSITIVE)
+    smoothing_beta: float = ranged(3.0, 0)
+    # Processes tracking frames in parallel (each with its own mediapipe graphs); 0 = one per core up to 8.
+    track_workers: int = ranged(0, 0, 64)
+
+
+@dataclass
 class PipelineConfig:
     preset: str = "fast"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -177,6 +199,7 @@ class PipelineConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    drive: DriveConfig = field(default_factory=DriveConfig)
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -280,7 +303,7 @@ def _check_range(key: str, value: Any, spec: dataclasses.Field) -> None:
 
 def check_config(config: PipelineConfig) -> None:
     """Every numeric field in its range: for configs built or changed in Python rather than by build_config."""
-    for section in (config, config.ingest, config.synth, config.avatar, config.export):
+    for section in (config, config.ingest, config.synth, config.avatar, config.export, config.drive):
         prefix = "" if section is config else next(f.name for f in dataclasses.fields(config)
                                                    if getattr(config, f.name) is section) + "."
         for spec in dataclasses.fields(section):
@@ -295,7 +318,7 @@ def set_value(config: PipelineConfig, key: str, value: Any) -> None:
     target: Any = config
     for part in parts[:-1]:
         if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
-            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: ingest, synth, avatar, export")
+            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: ingest, synth, avatar, export, drive")
         target = getattr(target, part)
     name = parts[-1]
     types = _field_types(target)

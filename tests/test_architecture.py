@@ -16,7 +16,7 @@ LAYERS = {
     "synth": 4,
     "avatar": 5,
     "export": 6,
-    "metrics": 7,
+    "metrics": 7, "drive": 7,
     "pipeline": 8,
     "batch": 9,
     "cli": 10, "app": 10,

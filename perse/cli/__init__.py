@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "perse.cli.avatar",
     "perse.cli.commands",
     "perse.cli.batch",
+    "perse.cli.drive",
 ]
 
 

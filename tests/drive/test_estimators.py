@@ -1,0 +1,91 @@
+"""Blendshape estimators: the geometric one on animated frames of a real face with known expressions,
+and the mediapipe landmarker's errors and output mapping (its model file is not available offline)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from perse.config import DriveConfig
+from perse.core.expressions import ARKIT_BLENDSHAPES, EXPRESSION_NAMES
+from perse.drive.blendshapes import ESTIMATORS, make_estimator
+from perse.drive.geometric import GeometricEstimator
+from perse.drive.landmarker import ENV, LandmarkerEstimator, model_path, scores_from_result
+from perse.drive.retarget import _controls
+from perse.drive.track import FaceTracker
+from perse.errors import ConfigError, PerseError
+
+
+def _tracked_controls(frames: list[np.ndarray]) -> np.ndarray:
+    """(T, 14) controls of each frame, relative to the first (the neutral face)."""
+    tracker = FaceTracker(DriveConfig())
+    features = np.array([tracker(frame).features for frame in frames])
+    return _controls(GeometricEstimator.scores(features, features[0]))
+
+
+def _column(controls: np.ndarray, name: str) -> np.ndarray:
+    return controls[:, EXPRESSION_NAMES.index(name)]
+
+
+def test_jaw_open_rises_with_the_jaw_and_leads_every_other_control(animate):
+    strengths = [0.0, 0.33, 0.67, 1.0]
+    controls = _tracked_controls(animate([{"jawOpen": s} for s in strengths]))
+    jaw = _column(controls, "jawOpen")
+    assert np.all(np.diff(jaw) > 0.1) and jaw[-1] > 0.6
+    assert np.all(np.argmax(controls[1:], axis=1) == EXPRESSION_NAMES.index("jawOpen"))
+
+
+@pytest.mark.parametrize("side", ["Left", "Right"])
+def test_one_sided_expressions_read_on_the_person_s_own_side(animate, side):
+    other = "Right" if side == "Left" else "Left"
+    controls = _tracked_controls(animate([{}, {f"eyeBlink{side}": 1.0}, {f"mouthSmile{side}": 1.0}]))
+    # mediapipe's mesh couples the eyelids a little: the other eye reads a fraction of the blink.
+    blink, blink_other = _column(controls, f"eyeBlink{side}")[1], _column(controls, f"eyeBlink{other}")[1]
+    assert blink > 0.5 and blink > 2 * blink_other
+    smile, smile_other = _column(controls, f"mouthSmile{side}")[2], _column(controls, f"mouthSmile{other}")[2]
+    assert smile > 0.3 and smile > 2 * smile_other
+
+
+def test_pucker_funnel_and_brows_are_told_apart(animate):
+    controls = _tracked_controls(animate([{}, {"mouthPucker": 1.0}, {"mouthFunnel": 1.0}, {"browOuterUp": 1.0},
+                                          {"browDown": 1.0}]))
+    for row, name in enumerate(["mouthPucker", "mouthFunnel", "browOuterUp", "browDown"], start=1):
+        assert np.argmax(controls[row]) == EXPRESSION_NAMES.index(name), (name, controls[row].round(2))
+
+
+def test_the_estimators_are_chosen_by_name():
+    assert ESTIMATORS.load("geometric") is GeometricEstimator
+    assert ESTIMATORS.load("mediapipe") is LandmarkerEstimator
+    with pytest.raises(ConfigError, match="unknown blendshape estimator 'arkit' \\(drive.blendshapes\\); choose one "
+                                          "of: geometric, mediapipe"):
+        ESTIMATORS.resolve("arkit")
+
+
+def test_the_landmarker_model_is_asked_for_where_it_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(PerseError, match=f"face_landmarker.task, which its wheel does not ship.*{ENV}=PATH"):
+        make_estimator(DriveConfig(blendshapes="mediapipe"))
+    monkeypatch.setenv(ENV, str(tmp_path / "nowhere.task"))
+    with pytest.raises(PerseError, match=f"nowhere.task \\({ENV}\\): no such file"):
+        model_path("")
+    junk = tmp_path / "junk.task"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(PerseError, match="junk.task: mediapipe cannot load it as a face landmarker model"):
+        make_estimator(DriveConfig(blendshapes="mediapipe", face_landmarker=str(junk)))
+
+
+def test_the_landmarker_s_output_maps_by_name_and_counts_from_the_neutral():
+    categories = [SimpleNamespace(category_name=name, score=0.01 * i) for i, name in enumerate(ARKIT_BLENDSHAPES)]
+    shuffled = categories[::-1] + [SimpleNamespace(category_name="tongueOut", score=0.9)]
+    scores = scores_from_result(SimpleNamespace(face_blendshapes=[shuffled]))
+    assert scores.tolist() == pytest.approx([0.01 * i for i in range(len(ARKIT_BLENDSHAPES))])
+    assert scores_from_result(SimpleNamespace(face_blendshapes=[])) is None
+
+    jaw = ARKIT_BLENDSHAPES.index("jawOpen")
+    neutral = np.zeros(len(ARKIT_BLENDSHAPES))
+    neutral[jaw] = 0.2
+    frames = np.tile(neutral, (3, 1))
+    frames[1, jaw], frames[2, jaw] = 0.6, 0.1
+    relative = LandmarkerEstimator.scores(frames, neutral)[:, jaw]
+    assert relative.tolist() == pytest.approx([0.0, 0.5, 0.0])  # (0.6 - 0.2) / (1 - 0.2); below neutral is 0
