@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from perse.core.camera import intrinsics
-from perse.core.expressions import ARKIT_BLENDSHAPES, EXPRESSION_NAMES, LEGACY_CONTROLS, controls_from_blendshapes
+from perse.core.expressions import ARKIT_BLENDSHAPES, EXPRESSION_NAMES, controls_from_blendshapes
 from perse.drive.blendshapes import ESTIMATORS
 from perse.errors import PerseError
 
@@ -188,23 +188,3 @@ def retarget(track: Track, min_cutoff: float, beta: float, max_yaw: float, max_p
     turn = smooth(bridge(turn, fitted) / POSE_UNIT_DEG, track.fps, min_cutoff, beta) * POSE_UNIT_DEG
     return Performance(controls, np.clip(turn[:, 0], -max_yaw, max_yaw), np.clip(turn[:, 1], -max_pitch, max_pitch),
                        neutral, int((~track.found).sum()))
-
-
-def avatar_expressions(controls: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """The performance's controls as the avatar's expression vectors (T, len(names)), and notes.
-
-    An avatar trained before the 14 controls has the four old ones: each takes the mean of the controls
-    it stands for (perse.core.expressions.LEGACY_CONTROLS). A control the driver does not know stays 0.
-    """
-    columns, unknown = [], []
-    for name in names:
-        if name in EXPRESSION_NAMES:
-            columns.append(controls[:, EXPRESSION_NAMES.index(name)])
-        elif name in LEGACY_CONTROLS:
-            parts = LEGACY_CONTROLS[name]
-            columns.append(sum(controls[:, EXPRESSION_NAMES.index(c)] / w for c, w in parts.items()) / len(parts))
-        else:
-            unknown.append(name)
-            columns.append(np.zeros(len(controls)))
-    notes = [f"the avatar's expression controls {', '.join(unknown)} are not read from video and stay at 0"] if unknown else []
-    return np.clip(np.stack(columns, axis=1), 0.0, 1.0), notes

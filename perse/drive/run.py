@@ -16,7 +16,7 @@ import numpy as np
 from perse.avatar.avatar import Avatar, Selection
 from perse.config import DriveConfig, PipelineConfig
 from perse.drive import video as videos
-from perse.drive.retarget import Track, avatar_expressions, retarget
+from perse.drive.retarget import Track, retarget
 from perse.drive.track import FrameTrack, track, worker_count
 from perse.errors import PerseError
 from perse.events import NEVER, CancelToken, Progress
@@ -111,7 +111,8 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
         raise PerseError(f"{info.path}: no face found in any of its {len(tracked)} frames; {NO_FACE_ADVICE}")
     performance = retarget(tracked, settings.smoothing_min_cutoff, settings.smoothing_beta, MAX_YAW, MAX_PITCH,
                            config.ingest.fov_deg, neutral)
-    expressions, notes = avatar_expressions(performance.controls, avatar.expression_names)
+    # The controls in perse.core.expressions' order, which every loadable avatar learned (load_checkpoint).
+    expressions, notes = np.clip(performance.controls, 0.0, 1.0), []
     if performance.bridged:
         notes.append(f"no face in {performance.bridged} of {len(tracked)} frames: bridged from their neighbours")
     yield Progress(STAGE, TRACK_SHARE, f"neutral frame {performance.neutral}; rendering {len(tracked)} frames "

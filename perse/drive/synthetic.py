@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from perse.config import PipelineConfig
-from perse.core.expressions import EXPRESSION_NAMES, expand_legacy
+from perse.core.expressions import EXPRESSION_NAMES
 from perse.drive.video import Mp4Writer
 from perse.ingest.portrait import Portrait
 
@@ -69,14 +69,12 @@ def script(names: tuple[str, ...], seconds: float, fps: float, turn: bool = True
 
 def write_clip(portrait: Portrait, config: PipelineConfig, out: Path, seconds: float, fps: float = 25.0,
                turn: bool = True) -> GroundTruth:
-    """Animate `portrait` through `script` into the MP4 `out`; the truth in the 14 controls (an animator
-    with the four old controls has them expanded, perse.core.expressions.expand_legacy)."""
+    """Animate `portrait` through `script` into the MP4 `out`, with the truth: each frame's controls and pose."""
     from perse.synth.animate import make_animator
     from perse.synth.animate.motion import MotionScript
 
     animator = make_animator(config.synth.animator, portrait, config)
-    names = tuple(_animator_expression_names())
-    expressions, yaw, pitch = script(names, seconds, fps, turn)
+    expressions, yaw, pitch = script(EXPRESSION_NAMES, seconds, fps, turn)
     image = portrait.image.astype(np.float32) / 255
     writer = Mp4Writer(out, (portrait.size, portrait.size), fps)
     try:
@@ -87,13 +85,5 @@ def write_clip(portrait: Portrait, config: PipelineConfig, out: Path, seconds: f
                 writer.write(frame)
     finally:
         writer.close()
-    controls = np.array([[expand_legacy(dict(zip(names, row))).get(name, 0.0) for name in EXPRESSION_NAMES]
-                         for row in expressions])
-    return GroundTruth(fps, controls, yaw, pitch)
+    return GroundTruth(fps, expressions, yaw, pitch)
 
-
-def _animator_expression_names() -> tuple[str, ...]:
-    """The controls the synthesis stage's animator draws (the dataset's expression names)."""
-    from perse.dataset import EXPRESSION_NAMES as animated
-
-    return tuple(animated)

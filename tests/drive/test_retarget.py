@@ -7,7 +7,7 @@ import pytest
 from perse.config import DriveConfig
 from perse.core.expressions import EXPRESSION_NAMES
 from perse.drive.geometric import FEATURES, GeometricEstimator
-from perse.drive.retarget import Track, avatar_expressions, bridge, neutral_frame, one_euro, retarget, smooth
+from perse.drive.retarget import Track, bridge, neutral_frame, one_euro, retarget, smooth
 from perse.errors import PerseError
 
 FPS = 30.0
@@ -94,13 +94,3 @@ def test_a_chosen_neutral_frame_must_exist_and_show_a_face():
     with pytest.raises(PerseError, match="no face was found in frame 4.*the nearest with a face is 3"):
         retarget(track, *SMOOTHING, *LIMITS, neutral=4)
     assert retarget(track, *SMOOTHING, *LIMITS).bridged == 1
-
-
-def test_old_avatars_get_the_mean_of_the_controls_their_names_stand_for():
-    controls = np.zeros((2, len(EXPRESSION_NAMES)))
-    controls[1, EXPRESSION_NAMES.index("mouthSmileLeft")] = 1.0
-    controls[1, EXPRESSION_NAMES.index("jawOpen")] = 0.4
-    expressions, notes = avatar_expressions(controls, ["jaw_open", "smile", "blink", "brow_raise"])
-    assert expressions[1].tolist() == pytest.approx([0.4, 0.5, 0.0, 0.0]) and notes == []
-    expressions, notes = avatar_expressions(controls, ["jawOpen", "tongueOut"])
-    assert expressions[1].tolist() == pytest.approx([0.4, 0.0]) and "tongueOut" in notes[0]
