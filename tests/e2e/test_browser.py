@@ -1,7 +1,7 @@
 """A visitor's whole session in a real browser: Debian's Chromium driven by Playwright against app.py on
 127.0.0.1 (tiny preset, CPU). A photo without a face is refused with the ingest stage's message; then
 upload a portrait, run, move a slider and see the avatar change, build and download a GIF, open the 3D
-view in the browser (sliders there without the server), export a .splat, take the hair from another photo, close the tab and see the session folder go. Screenshots of each step
+view in the browser (sliders there without the server), export a .splat, take the hair from another photo, drive it with a clip, close the tab and see the session folder go. Screenshots of each step
 are saved (folder printed; PERSE_E2E_SCREENSHOTS picks it) for a person to look at.
 """
 from __future__ import annotations
@@ -37,6 +37,18 @@ def _upload(page, component: str, path) -> None:
     if clear.count():
         clear.click()
     page.locator(f"{component} input[type=file]").set_input_files(str(path))
+
+
+def _still_clip(photo, out, frames: int = 12, size: int = 192):
+    """A short MP4 of a face: the photo, square-cropped and held still (what a webcam of a calm face gives)."""
+    import imageio.v2 as iio
+
+    image = Image.open(photo).convert("RGB")
+    side = min(image.size)
+    image = image.crop(((image.width - side) // 2, 0, (image.width + side) // 2, side)).resize((size, size))
+    iio.mimwrite(out, [np.asarray(image)] * frames, format="FFMPEG", fps=10, codec="libx264", macro_block_size=1,
+                 pixelformat="yuv420p", output_params=["-loglevel", "error"])
+    return out
 
 
 def _download(page, make_button: str, download_button: str, folder):
@@ -202,6 +214,18 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         # decoder smear streaks over the whole image (a mean change of ~40 levels was seen).
         assert 0.5 < change < 20, f"attribute transfer changed the render by {change:.1f} levels on average"
         page.locator("#studio").screenshot(path=shots / "08-transfer.png")
+
+        # Drive it: a short clip of a face (a portrait held still) drives the avatar into a playable MP4.
+        page.get_by_role("tab", name="Drive it").click()
+        page.locator("#drive-clip input[type=file]").set_input_files(str(_still_clip(PORTRAITS / "obama.jpg",
+                                                                                     tmp_path / "still.mp4")))
+        expect(page.locator("#drive-clip video")).to_be_visible(timeout=30_000)
+        page.locator("#drive").click()
+        expect(page.locator("#drive-status")).to_contain_text("Done", timeout=120_000)
+        expect(page.locator("#drive-video video")).to_be_visible()
+        drive = page.locator("#drive-download")
+        expect(drive).to_contain_text(".mp4")
+        page.locator("#studio").screenshot(path=shots / "08b-drive.png")
         page.screenshot(path=shots / "09-whole-page.png", full_page=True)
 
         expect(page.locator("#status")).not_to_contain_text("Something went wrong")
