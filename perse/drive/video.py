@@ -19,6 +19,7 @@ import numpy as np
 
 from perse.core.io import atomic_path, to_uint8
 from perse.errors import PerseError
+from perse.export.video import H264_PARAMS
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif")
 OUTPUT_SUFFIXES = (".mp4", ".gif")
@@ -30,8 +31,6 @@ RESAMPLED_FPS = 30.0
 # Frames are tracked at most this large: mediapipe looks at 192-512 px crops, and a 4K frame would
 # only cost decoding, copying to the tracking workers and memory.
 MAX_TRACK_SIDE = 1280
-# perse.export.video's H.264 settings (its comment says why veryfast at CRF 23).
-H264_PARAMS = ["-preset", "veryfast", "-crf", "23"]
 
 
 @dataclass(frozen=True)

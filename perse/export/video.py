@@ -52,6 +52,12 @@ def gif_palette_frames(data: np.ndarray):
     return [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in data]
 
 
+# x264's default preset (medium) took 0.5-1 s for 24 frames at 512 px on two busy cores; veryfast takes
+# 0.3-0.45 s and, at the CRF used before (x264's default, 23), writes 7-11% smaller files for about 1 dB
+# less PSNR (34.3 against 35.2 dB on bench/media.py's clip). Every H.264 file the project writes uses these.
+H264_PARAMS = ["-preset", "veryfast", "-crf", "23"]
+
+
 def write_video(path: Path | str, frames: Sequence[np.ndarray], fps: int = 24) -> Path:
     """Write float [0, 1] or uint8 frames to .mp4 (H.264 via imageio-ffmpeg) or .gif, atomically."""
     path = Path(path)
@@ -71,10 +77,7 @@ def write_video(path: Path | str, frames: Sequence[np.ndarray], fps: int = 24) -
             data = np.pad(data, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
             import imageio.v2 as iio2
 
-            # x264's default preset (medium) took 0.5-1 s for 24 frames at 512 px on two busy cores;
-            # veryfast takes 0.3-0.45 s and, at the CRF used before (x264's default, 23), writes 7-11%
-            # smaller files for about 1 dB less PSNR (34.3 against 35.2 dB on bench/media.py's clip).
-            # imageio's `quality` stays unset so that this is the only CRF on ffmpeg's command line.
+            # imageio's `quality` stays unset so that H264_PARAMS hold the only CRF on ffmpeg's command line.
             iio2.mimwrite(tmp, data, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-                          macro_block_size=1, output_params=["-preset", "veryfast", "-crf", "23"])
+                          macro_block_size=1, output_params=H264_PARAMS)
     return path
