@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Generator, Iterator
 
 import numpy as np
 
@@ -51,14 +51,28 @@ def _every(total: int | None) -> int:
     return max(1, (total or 300) // PROGRESS_STEPS)
 
 
+def _tracking(info: videos.VideoInfo, config: DriveConfig, cancel: CancelToken) -> Generator[Progress, None, Track]:
+    """Track every frame, yielding progress over the tracking share of the bar; returns the Track."""
+    kept = []
+    expected = info.expected_frames
+    for index, frame in enumerate(_tracked(info, config)):
+        cancel.check()
+        kept.append(_kept(frame))
+        if index % _every(expected) == 0:
+            of = f"/{expected}" if expected else ""
+            yield Progress(STAGE, TRACK_SHARE * min(1.0, index / (expected or index + 100)),
+                           f"tracking the face: frame {index + 1}{of}")
+    return _track(kept, info, config)
+
+
 def track_video(video: Path | str, config: DriveConfig, cancel: CancelToken = NEVER) -> Track:
     """Track every frame of a video (no rendering): what the bench compares driving and rendered clips with."""
-    info = videos.probe(video, config.max_seconds)
-    frames = []
-    for frame in _tracked(info, config):
-        cancel.check()
-        frames.append(_kept(frame))
-    return _track(frames, info, config)
+    tracking = _tracking(videos.probe(video, config.max_seconds), config, cancel)
+    while True:
+        try:
+            next(tracking)
+        except StopIteration as done:
+            return done.value
 
 
 def _kept(frame: FrameTrack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,18 +108,9 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
     info = videos.probe(video, settings.max_seconds)
     latent = avatar.latent(look)
     size = size or settings.size or avatar.image_size
-    expected = info.expected_frames
 
     start = time.perf_counter()
-    kept = []
-    for index, frame in enumerate(_tracked(info, settings)):
-        cancel.check()
-        kept.append(_kept(frame))
-        if index % _every(expected) == 0:
-            of = f"/{expected}" if expected else ""
-            yield Progress(STAGE, TRACK_SHARE * min(1.0, index / (expected or index + 100)),
-                           f"tracking the face: frame {index + 1}{of}")
-    tracked = _track(kept, info, settings)
+    tracked = yield from _tracking(info, settings, cancel)
     track_seconds = time.perf_counter() - start
     if not tracked.found.any():
         raise PerseError(f"{info.path}: no face found in any of its {len(tracked)} frames; {NO_FACE_ADVICE}")
