@@ -26,6 +26,7 @@ ARKIT_BLENDSHAPES = (
     "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
     "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
 )
+ARKIT_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
 
 # Each control and the landmarker blendshapes it averages. "Left" is the person's left, as in ARKit
 # and mediapipe (the image's right in an unmirrored photo).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perse.core.expressions import ARKIT_BLENDSHAPES
+from perse.core.expressions import ARKIT_BLENDSHAPES, ARKIT_INDEX
 from perse.ingest.face import head_rotation
 from perse.synth import face as F
 
@@ -113,8 +113,6 @@ BROW_EYE_OPENING = 0.45
 BROW_INNER_WITH_OUTER = 0.25
 # The "O" of a funnel parts the lips as a jaw does; this fraction of the funnel is not read as jaw.
 FUNNEL_LIP_GAP = 0.6
-
-ARKIT_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
 
 
 def scores_from_measures(m: dict[str, float], neutral: dict[str, float]) -> dict[str, float]:

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from perse.core.expressions import ARKIT_BLENDSHAPES
+from perse.core.expressions import ARKIT_BLENDSHAPES, ARKIT_INDEX
 from perse.errors import PerseError
 
 ENV = "PERSE_FACE_LANDMARKER"
 MODEL_PAGE = "https://ai.google.dev/edge/mediapipe/solutions/vision/face_landmarker#models"
 # The close-up's side, as a multiple of the face's extent: the landmarker's own detector wants context.
 CLOSE_UP_SCALE = 1.8
-ARKIT_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
 # Scores are rescaled by the room their neutral value leaves below 1; never by less than this.
 MIN_ROOM = 0.05
 
