@@ -411,7 +411,9 @@ function randomLook(categories, random = Math.random) {
   });
 }
 
-function slider(parent, label, min, max, value, onInput) {
+// A labelled range input: `describe` gives the text shown beside it, `onInput` acts on a move (not on
+// creation: the page sets the starting look once, rather than decoding once per slider).
+function slider(parent, label, min, max, value, describe, onInput) {
   const row = document.createElement("label");
   row.className = "slider";
   const name = document.createElement("span");
@@ -421,9 +423,9 @@ function slider(parent, label, min, max, value, onInput) {
   const shown = document.createElement("output");
   row.append(name, input, shown);
   parent.append(row);
-  const update = () => { shown.textContent = onInput(parseFloat(input.value)); };
-  input.addEventListener("input", update);
-  update();
+  const show = () => { shown.textContent = describe(parseFloat(input.value)); };
+  input.addEventListener("input", () => { onInput(parseFloat(input.value)); show(); });
+  show();
   return input;
 }
 
@@ -466,23 +468,23 @@ async function startViewer(root, base = ".", search = location.search) {
     });
   };
   const panel = root.querySelector(".controls");
-  const inputs = manifest.categories.map((c, i) => slider(panel, c.name, 0, c.values.length - 1, start.positions[i], v => {
-    viewer.positions[i] = v;
-    viewer.setLook(viewer.positions, viewer.expression);
-    redraw();
-    return c.values[Math.round(v)] + (Number.isInteger(v) ? "" : ` ~ ${v.toFixed(2)}`);
-  }));
+  const inputs = manifest.categories.map((c, i) => slider(panel, c.name, 0, c.values.length - 1, start.positions[i],
+    v => c.values[Math.round(v)] + (Number.isInteger(v) ? "" : ` ~ ${v.toFixed(2)}`), v => {
+      viewer.positions[i] = v;
+      viewer.setLook(viewer.positions, viewer.expression);
+      redraw();
+    }));
   // Many expression controls: folded away until asked for, so the look's sliders stay in view.
   const expressions = document.createElement("details");
   expressions.innerHTML = "<summary>Expression</summary>";
   panel.append(expressions);
   const expressionInputs = manifest.expressions.map((name, i) => slider(expressions, name,
-    manifest.expression_range[0], manifest.expression_range[1], start.expression[i], v => {
+    manifest.expression_range[0], manifest.expression_range[1], start.expression[i], v => v.toFixed(2), v => {
       viewer.expression[i] = v;
       viewer.setLook(viewer.positions, viewer.expression);
       redraw();
-      return v.toFixed(2);
     }));
+  viewer.setLook(start.positions, start.expression);
   // The address bar always holds the current look and view (startState reads it back): copying it
   // shares exactly what is on screen.
   let linkTimer = null;
