@@ -32,6 +32,7 @@ COLUMNS = (
     ("ghost interp %", ("ghost", "sets", "interpolation")),
     ("holes %", ("holes", "share")),
     ("identity min", ("identity", "min")),
+    ("weakest expression", ("expressions", "min")),
 )
 
 
@@ -100,6 +101,9 @@ def main() -> int:
         looks = report_value(result["report"], ("held_out_looks", "categories")) or {}
         print(" " * 14 + "  held-out looks by category: "
               + ", ".join(f"{k} {v:.1f}" for k, v in looks.items() if isinstance(v, (int, float))))
+        controls = report_value(result["report"], ("expressions", "grey_levels")) or {}
+        print(" " * 14 + "  expression visibility (grey levels): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in controls.items()))
     device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     out = args.out or ROOT / "bench" / "results" / f"ablation_{args.run.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,13 @@ class AvatarConfig:
     latent_dim: int = ranged(16, 1)  # per category
     decoder_width: int = ranged(128, 1)
     feature_dim: int = ranged(16, 1)  # per-Gaussian decoder features (rank of the bilinear decoder)
+    # Per-Gaussian features the expression basis acts on, beside the categories' (0: it shares those).
+    expression_feature_dim: int = ranged(16, 0)
+    # Expressions reach the decoder multiplied by this. Adam moves each weight by about the learning rate
+    # per step whatever the loss weight, so with unit inputs the expression basis could not grow past a
+    # few tenths in a short run; the codes get the same boost from their 1 / prior_std rescaling.
+    # Higher gains made the random samples' ghosts worse at `fast` (1.1 % at 6) for little more expression.
+    expression_gain: float = ranged(2.0, 0)
     decoder_layers: int = ranged(3, 1)
     pos_freqs: int = ranged(6, 0)
     steps: int = ranged(3000, 1)
@@ -396,9 +403,12 @@ def build_config(
 # Keys that earlier versions wrote into run folders' config.json and that no longer do anything: a saved
 # run must still load (its avatar is the user's), so they are dropped when reading one.
 RETIRED_KEYS = frozenset({"export.web_ply_max_gaussians"})
+# Keys added since, with the value that means what a config written before them did: a saved avatar
+# must load with the structure it was trained with.
+ADDED_KEYS = {"avatar.expression_feature_dim": 0}
 
 
 def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
     """Rebuild a config saved with `to_dict` (e.g. a run's config.json)."""
     saved = {key: value for key, value in _flatten(data).items() if key not in RETIRED_KEYS}
-    return build_config(data.get("preset", "fast"), overrides=saved)
+    return build_config(data.get("preset", "fast"), overrides={**ADDED_KEYS, **saved})

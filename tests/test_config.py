@@ -38,6 +38,13 @@ def test_a_run_saved_with_a_retired_key_still_loads():
         build_config("tiny", overrides=["export.web_ply_max_gaussians=10"])  # but a user cannot set it
 
 
+def test_a_run_saved_before_expression_features_keeps_its_structure():
+    saved = build_config("tiny").to_dict()
+    del saved["avatar"]["expression_feature_dim"]  # runs before expressions had features of their own
+    assert config_from_dict(saved).avatar.expression_feature_dim == 0
+    assert build_config("tiny").avatar.expression_feature_dim > 0
+
+
 @pytest.mark.parametrize("override, fragment", [
     ("avatar.stepz=3", "unknown config key 'avatar.stepz'"),
     ("nosuch.steps=3", "unknown config section 'nosuch'"),

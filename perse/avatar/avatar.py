@@ -105,7 +105,11 @@ def model_from_state(state: dict[str, Any], device: str = "cpu") -> AvatarModel:
     zeros = torch.zeros(n, 3)
     model = AvatarModel(config.avatar, counts, len(state["expression_names"]), zeros, zeros + 0.5, zeros[:, :1] + 1,
                         seed=config.seed)
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as exc:  # a tensor whose shape the saved config does not give
+        raise PerseError(f"this avatar checkpoint does not match the model its config describes ({exc}); "
+                         "re-run `perse train` on its run folder") from exc
     if missing or unexpected:
         raise PerseError(f"this avatar checkpoint was written by another version of PERSE Studio (its model "
                          f"{'lacks ' + ', '.join(missing) if missing else 'has extra ' + ', '.join(unexpected)}); "

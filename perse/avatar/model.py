@@ -25,13 +25,6 @@ OUTPUTS = (("color", 3), ("opacity", 1), ("scale", 3), ("rotation", 4), ("offset
 # Offsets are decoded in units of this many world units (the head radius is about 0.4), so a unit
 # decoder output stays a plausible displacement.
 OFFSET_UNIT = 0.05
-# Expressions reach the decoder multiplied by this. Adam moves each weight by about the learning rate
-# per step whatever the loss weight, so with unit inputs the expression basis could not grow past a
-# few tenths in a short run, leaving each control a 1-3 grey-level nudge; the codes get the same
-# boost from their 1 / prior_std rescaling. Expressions share the Gaussians' features with the categories,
-# so a larger gain lets a fast-growing expression basis crowd the categories' effects (composition
-# tests): 2 is where both hold.
-EXPRESSION_GAIN = 2.0
 
 
 def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
@@ -49,25 +42,32 @@ def inverse_sigmoid(x: torch.Tensor) -> torch.Tensor:
 class Decoder(nn.Module):
     """Bilinear decoder: per-Gaussian features (N, F) times per-frame bases (B, F, outputs).
 
-    Each category's code goes through its own MLP to a (F x outputs) basis; the bases of all categories
-    and a linear expression basis are summed. A Gaussian's deltas are its feature vector applied to that
-    sum. So (1) categories compose additively by construction (setting hair and glasses together adds
-    both effects), (2) a category only changes Gaussians whose features respond to its basis, which
-    training makes the category's region, and (3) per-frame work is a few tiny MLPs plus one
-    (B, N, F) x (F, outputs) product, cheap enough for 100k Gaussians in a millisecond.
+    Each category's code goes through its own MLP to a (F x outputs) basis, and the bases of all
+    categories are summed; a linear expression basis acts on Fe further features of each Gaussian (or,
+    with Fe = 0, is summed with the categories' on the same F). A Gaussian's deltas are its feature vector
+    applied to that basis. So (1) categories compose additively by construction (setting hair and glasses
+    together adds both effects), (2) a category only changes Gaussians whose features respond to its
+    basis, which training makes the category's region, and (3) per-frame work is a few tiny MLPs plus one
+    (B, N, F + Fe) x (F + Fe, outputs) product, cheap enough for 100k Gaussians in a millisecond.
+
+    Expressions get features of their own because sharing them starves both: on obama at `fast` (H200,
+    bench/results/ablation_expr_h200_obama.json) 8 features of their own raised the mouth controls
+    from 2-8 to 11-30 grey levels and the held-out looks from 20.0 to 21.4 dB.
     """
 
     def __init__(self, categories: int, latent_dim: int, expression_dim: int, feature_dim: int, width: int,
-                 layers: int):
+                 layers: int, expression_feature_dim: int = 0, expression_gain: float = 2.0):
         super().__init__()
         self.feature_dim = feature_dim
+        self.expression_feature_dim = expression_feature_dim
+        self.expression_gain = expression_gain
         self.outputs = sum(size for _, size in OUTPUTS)
         sizes = [latent_dim] + [width] * (layers - 1) + [feature_dim * self.outputs]
         # One MLP per category, evaluated for all categories at once as batched matrix products.
         self.weights = nn.ParameterList(
             nn.Parameter(torch.randn(categories, a, b) * math.sqrt(2.0 / a)) for a, b in zip(sizes[:-1], sizes[1:]))
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(categories, 1, b)) for b in sizes[1:])
-        self.expression = nn.Linear(expression_dim, feature_dim * self.outputs, bias=False)
+        self.expression = nn.Linear(expression_dim, (expression_feature_dim or feature_dim) * self.outputs, bias=False)
         # Zero last layers: an untrained decoder leaves the canonical Gaussians untouched.
         nn.init.zeros_(self.weights[-1])
         nn.init.zeros_(self.expression.weight)
@@ -79,8 +79,11 @@ class Decoder(nn.Module):
             h = torch.baddbmm(b, h, w)
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
-        total = h.sum(0) + self.expression(expressions * EXPRESSION_GAIN)
-        return total.reshape(-1, self.feature_dim, self.outputs)
+        category = h.sum(0).reshape(-1, self.feature_dim, self.outputs)
+        expression = self.expression(expressions * self.expression_gain).reshape(category.shape[0], -1, self.outputs)
+        if not self.expression_feature_dim:
+            return category + expression
+        return torch.cat([category, expression], dim=1)
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (N, F), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
@@ -109,14 +112,16 @@ class AvatarModel(nn.Module):
         self.color_logits = nn.Parameter(inverse_sigmoid(colors.float()))
         # Per-Gaussian decoder features: a free vector plus a smooth function of canonical position
         # (so neighbours, and Gaussians created by densification, start out alike).
-        self.features = nn.Parameter(torch.randn(n, config.feature_dim, generator=generator) * 0.1)
+        feature_dim = config.feature_dim + config.expression_feature_dim
+        self.features = nn.Parameter(torch.randn(n, feature_dim, generator=generator) * 0.1)
         self.codes = nn.ParameterList(
             nn.Parameter(torch.randn(count, config.latent_dim, generator=generator) * config.prior_std)
             for count in categories.values())
         torch.manual_seed(seed)
-        self.position_features = nn.Linear(3 + 6 * config.pos_freqs, config.feature_dim)
+        self.position_features = nn.Linear(3 + 6 * config.pos_freqs, feature_dim)
         self.decoder = Decoder(len(categories), config.latent_dim, expression_dim, config.feature_dim,
-                               config.decoder_width, config.decoder_layers)
+                               config.decoder_width, config.decoder_layers, config.expression_feature_dim,
+                               config.expression_gain)
 
     @property
     def num_gaussians(self) -> int:

@@ -3,11 +3,14 @@
     DIR/index.html, viewer.js      the viewer (perse/export/web/), copied as is
     DIR/manifest.json              names, camera, constants, codes, and where each array lies in bundle.bin
     DIR/bundle.bin                 little-endian arrays, each 8-byte aligned:
-      gaussians  float16 (N, T, 4)  per Gaussian T texels of 4: mean xyz + opacity logit, log scale xyz + 0,
-                                    quaternion wxyz, colour logits + 0, then the decoder features (F of
-                                    them, zero-padded to a multiple of 4)
+      gaussians  float16 (N, 4, 4)  per Gaussian 4 texels: mean xyz + opacity logit, log scale xyz + 0,
+                                    quaternion wxyz, colour logits + 0
+      features   uint8 (N, F4, 4)   the decoder features (F of them, zero-padded to a multiple of 4: the
+                                    categories' then the expressions' own), 8 bits each over the
+                                    column's range in the manifest's feature_range
       layer<i>.weight / .bias       float16: each category's MLP, (C, in, out) and (C, out)
-      expression                    float16 (F * outputs, E): the linear expression basis
+      expression                    float16 (Fe * outputs, E): the linear expression basis, which acts on
+                                    the last Fe features
 
 The decoder's per-Gaussian input, features + position_features(positional_encoding(means)), depends only
 on canonical positions, which never change after training; it is summed here once, so the browser only
@@ -31,7 +34,6 @@ import torch
 
 from perse.avatar.avatar import EXPRESSION_RANGE, Avatar
 from perse.avatar.model import (
-    EXPRESSION_GAIN,
     OFFSET_UNIT,
     OUTPUTS,
     positional_encoding,
@@ -56,8 +58,7 @@ def _features(avatar: Avatar) -> np.ndarray:
 
 
 def gaussian_texels(avatar: Avatar) -> np.ndarray:
-    """(N, T, 4) float16: the canonical Gaussians and their summed decoder features, as the viewer's
-    data texture holds them."""
+    """(N, 4, 4) float16: the canonical Gaussians, as the viewer's state texture holds them."""
     model = avatar.model
     n = model.num_gaussians
     column = lambda t: t.detach().float().cpu().numpy().reshape(n, -1)  # noqa: E731
@@ -67,19 +68,30 @@ def gaussian_texels(avatar: Avatar) -> np.ndarray:
         column(model.log_scales), zeros,
         column(model.quats),
         column(model.color_logits), zeros,
-        _features(avatar),
     ], axis=1)
     return canonical.reshape(n, -1, 4).astype(np.float16)
 
 
-def _arrays(avatar: Avatar) -> dict[str, np.ndarray]:
+def feature_texels(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, F) features -> (N, F / 4, 4) uint8 texels, and each column's low end and span: a feature is
+    low + span * byte / 255. Eight bits a feature keep the bundle under 8 MB at 24 features a Gaussian
+    (16 bits would not); the rounding moves a decoded colour by about 1e-3 (tests/export)."""
+    low = features.min(axis=0)
+    span = np.maximum(features.max(axis=0) - low, 1e-8)
+    quantized = np.round((features - low) / span * 255).astype(np.uint8)
+    return quantized.reshape(len(features), -1, 4), low.astype(np.float32), span.astype(np.float32)
+
+
+def _arrays(avatar: Avatar) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
+    """The bundle's arrays, and the features' dequantization (each column's low end and span)."""
     decoder = avatar.model.decoder
-    arrays = {"gaussians": gaussian_texels(avatar)}
+    features, low, span = feature_texels(_features(avatar))
+    arrays = {"gaussians": gaussian_texels(avatar), "features": features}
     for i, (weight, bias) in enumerate(zip(decoder.weights, decoder.biases)):
         arrays[f"layer{i}.weight"] = weight.detach().cpu().numpy().astype(np.float16)
         arrays[f"layer{i}.bias"] = bias.detach().cpu().numpy()[:, 0].astype(np.float16)
     arrays["expression"] = decoder.expression.weight.detach().cpu().numpy().astype(np.float16)
-    return arrays
+    return arrays, {"low": low.tolist(), "span": span.tolist()}
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, dict]]:
@@ -93,19 +105,21 @@ def _pack(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, dict]]:
     return b"".join(chunks), index
 
 
-def manifest(avatar: Avatar, index: dict[str, dict]) -> dict:
+def manifest(avatar: Avatar, index: dict[str, dict], feature_range: dict[str, list[float]]) -> dict:
     model = avatar.model
     fov = avatar.fov_deg
     return {
         "format": FORMAT,
         "count": model.num_gaussians,
-        "texels_per_gaussian": index["gaussians"]["shape"][1],
-        "feature_dim": model.decoder.feature_dim,
+        # Columns of each Gaussian's features: the categories' bases act on the first ones and the
+        # expression basis on the last ones (on all of them when the decoder shares them).
+        "feature_dim": model.features.shape[1],
+        "feature_range": feature_range,
         "outputs": [[name, size] for name, size in OUTPUTS],
         "latent_dim": model.latent_dim,
         "code_scale": model.code_scale,
         "offset_unit": OFFSET_UNIT,
-        "expression_gain": EXPRESSION_GAIN,
+        "expression_gain": model.decoder.expression_gain,
         "categories": [{"name": name, "values": list(values), "accessory": Avatar.is_accessory(name),
                         "codes": avatar.learned_codes(name).float().cpu().tolist()}
                        for name, values in avatar.categories.items()],
@@ -128,9 +142,10 @@ def write_web_bundle(folder: Path | str, avatar: Avatar) -> dict[str, int]:
     in bytes. Any static HTTP server can then serve the folder (browsers refuse fetch() from file://)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data, index = _pack(_arrays(avatar))
+    arrays, feature_range = _arrays(avatar)
+    data, index = _pack(arrays)
     atomic_write_bytes(folder / "bundle.bin", data)
-    atomic_write_json(folder / "manifest.json", manifest(avatar, index))
+    atomic_write_json(folder / "manifest.json", manifest(avatar, index, feature_range))
     for name in VIEWER_FILES:
         shutil.copyfile(ASSETS / name, folder / name)
     return {name: (folder / name).stat().st_size for name in ("bundle.bin", "manifest.json", *VIEWER_FILES)}

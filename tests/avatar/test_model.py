@@ -146,14 +146,16 @@ def test_sample_fit_and_api_errors(trained_run):
 @pytest.fixture(scope="module")
 def expressive_run(tmp_path_factory):
     """A procedural avatar trained on frames that move its expression controls at full range: one
-    category and longer clips, so each control moves in a dozen training frames."""
+    category and longer clips, so each control moves in a dozen training frames. 800 steps: the expression
+    basis and the expressions' own features both start near zero, so the weakest controls need twice the
+    tiny preset's run to rise clear of noise."""
     from perse.avatar.train import train
     from perse.testing.procedural import write_procedural_dataset
     from perse.testing.training import tiny_config
 
     run = tmp_path_factory.mktemp("expressive")
     write_procedural_dataset(run, size=64, frames=24, init_points=True, expression_range=1.0, categories=("lips",))
-    assert list(train(run, tiny_config()))[-1].fraction == 1.0
+    assert list(train(run, tiny_config(**{"avatar.steps": 800})))[-1].fraction == 1.0
     return run
 
 
@@ -173,7 +175,7 @@ def test_the_avatar_learns_every_expression_control(expressive_run):
     for index, name in enumerate(EXPRESSION_NAMES):
         moved = np.abs(truth(np.eye(len(EXPRESSION_NAMES))[index]) - truth_neutral).mean(-1) > 0.05
         change = np.abs(avatar.render(expression={name: 1.0}) - neutral).mean(-1)
-        # Grey levels: the ground truth changes its mark by 15-60, the avatar learns 2.4-35 of it.
+        # Grey levels: the ground truth changes its mark by 15-60, the avatar learns 4-36 of it.
         assert change[moved].mean() > 2 / 255, f"{name}: {255 * change[moved].mean():.1f} grey levels where it acts"
         assert change[moved].mean() > 3 * change[~moved].mean(), name
 
@@ -199,3 +201,28 @@ def test_a_checkpoint_of_the_four_old_controls_asks_for_a_rebuild(trained_run, t
     torch.save(state, RunPaths(tmp_path).checkpoint)
     with pytest.raises(PerseError, match=r"jaw_open, smile, blink, brow_raise.*rebuild it .*`perse run PHOTO --out"):
         Avatar.load(tmp_path, "cpu")
+
+
+def test_an_avatar_from_before_expression_features_loads_as_it_was(trained_run, tmp_path):
+    """Avatars trained when the expressions shared the categories' features (no
+    avatar.expression_feature_dim in their config) keep that structure when loaded."""
+    from perse.avatar.model import AvatarModel
+    from perse.config import config_from_dict
+    from perse.core.paths import RunPaths
+
+    state = torch.load(RunPaths(trained_run).checkpoint, weights_only=True)
+    del state["config"]["avatar"]["expression_feature_dim"]
+    config = config_from_dict(state["config"])
+    assert config.avatar.expression_feature_dim == 0
+    n = state["model"]["means"].shape[0]
+    old = AvatarModel(config.avatar, {name: len(v) for name, v in state["categories"].items()},
+                      len(state["expression_names"]), torch.rand(n, 3), torch.rand(n, 3), torch.full((1,), 0.02))
+    torch.nn.init.normal_(old.decoder.expression.weight, std=0.1)
+    state["model"] = old.state_dict()
+    RunPaths(tmp_path).checkpoint.parent.mkdir(parents=True)
+    torch.save(state, RunPaths(tmp_path).checkpoint)
+    loaded = Avatar.load(tmp_path, "cpu").model
+    latent = torch.zeros(1, loaded.codes[0].shape[1] * len(loaded.codes))
+    expression = torch.rand(1, len(EXPRESSION_NAMES))
+    assert loaded.features.shape[1] == config.avatar.feature_dim
+    torch.testing.assert_close(loaded.decode(latent, expression).colors, old.decode(latent, expression).colors)

@@ -29,10 +29,13 @@ def _decode_like_the_viewer(meta: dict, arrays: dict, positions: list[float], ex
         for i in range(layers):
             h = h @ arrays[f"layer{i}.weight"][c].astype(np.float64) + arrays[f"layer{i}.bias"][c]
             h = np.maximum(h, 0) if i < layers - 1 else h
-        total += h
-    total += arrays["expression"].astype(np.float64) @ (np.asarray(expression) * meta["expression_gain"])
+        total[:len(h)] += h
+    expression_basis = arrays["expression"].astype(np.float64) @ (np.asarray(expression) * meta["expression_gain"])
+    total[len(total) - len(expression_basis):] += expression_basis
     texels = arrays["gaussians"].astype(np.float64)
-    deltas = texels[:, 4:].reshape(len(texels), -1)[:, :f] @ total.reshape(f, outputs)
+    span = meta["feature_range"]
+    features = np.asarray(span["low"]) + np.asarray(span["span"]) * arrays["features"].reshape(len(texels), -1) / 255
+    deltas = features[:, :f] @ total.reshape(f, outputs)
     quats = texels[:, 2] + deltas[:, 7:11]
     return {"means": texels[:, 0, :3] + meta["offset_unit"] * deltas[:, 11:14],
             "quats": quats / np.linalg.norm(quats, axis=1, keepdims=True),
@@ -50,9 +53,12 @@ def test_the_bundle_decodes_to_the_avatars_gaussians(trained_run, tmp_path):
     assert [c["name"] for c in meta["categories"]] == list(avatar.categories)
     assert [c["values"] for c in meta["categories"]] == list(avatar.categories.values())
     assert meta["expressions"] == avatar.expression_names
-    # Half-precision Gaussians and weights, 64 bytes a Gaussian at the default 16 features.
-    assert arrays["gaussians"].dtype == np.float16
-    assert sizes["bundle.bin"] < 64 * meta["count"] + 4 * sum(a.size for n, a in arrays.items() if n != "gaussians")
+    # Half-precision Gaussians and weights, 8-bit features: 56 bytes a Gaussian at the default 24 features.
+    assert arrays["gaussians"].dtype == np.float16 and arrays["features"].dtype == np.uint8
+    assert meta["feature_dim"] == avatar.model.features.shape[1]
+    per_gaussian = ("gaussians", "features")
+    assert sizes["bundle.bin"] < (32 + 4 * arrays["features"].shape[1]) * meta["count"] + 4 * sum(
+        a.size for n, a in arrays.items() if n not in per_gaussian)
 
     look = {"hair": 1.5, "glasses": 1.0}
     positions = [look.get(name, 0.0) for name in avatar.categories]
@@ -68,7 +74,8 @@ def test_the_bundle_decodes_to_the_avatars_gaussians(trained_run, tmp_path):
     np.testing.assert_allclose(got["scales"], want.scales.numpy(), rtol=2e-2, atol=1e-5)
     sign = np.sign((got["quats"] * want.quats.numpy()).sum(1, keepdims=True))
     unit = want.quats.numpy() / np.linalg.norm(want.quats.numpy(), axis=1, keepdims=True)
-    np.testing.assert_allclose(got["quats"] * sign, unit, atol=1e-2)
+    # 8-bit features turn a few Gaussians by up to ~1.5 degrees (quaternion components off by 0.02).
+    np.testing.assert_allclose(got["quats"] * sign, unit, atol=3e-2)
 
 
 def test_perse_export_writes_splat_and_web_and_shows_sizes(trained_run, tmp_path, capsys):

@@ -8,7 +8,10 @@ const VERTEX_SHADER = `#version 300 es
 precision highp float;
 precision highp int;
 uniform highp sampler2D u_data;
+uniform highp sampler2D u_features;  // 8-bit features: low + span * texel
 uniform int u_width;            // data texture width in texels
+uniform int u_feature_width;
+uniform vec4 u_feature_low[F4], u_feature_span[F4];
 uniform vec4 u_basis[OUTPUTS * F4];
 uniform mat4 u_view;            // world to camera
 uniform vec4 u_intrinsics;      // fx, fy, cx, cy
@@ -23,8 +26,13 @@ flat out vec3 v_conic;
 flat out float v_opacity;
 
 vec4 texel(int j) {
-  int t = int(a_index) * TEXELS + j;
+  int t = int(a_index) * 4 + j;
   return texelFetch(u_data, ivec2(t % u_width, t / u_width), 0);
+}
+
+vec4 feature(int k) {
+  int t = int(a_index) * F4 + k;
+  return u_feature_low[k] + u_feature_span[k] * texelFetch(u_features, ivec2(t % u_feature_width, t / u_feature_width), 0);
 }
 
 float delta(int o, vec4 features[F4]) {
@@ -40,7 +48,7 @@ void cull() { gl_Position = vec4(0.0, 0.0, 2.0, 1.0); }
 void main() {
   vec4 t0 = texel(0), t1 = texel(1), t2 = texel(2), t3 = texel(3);
   vec4 features[F4];
-  for (int k = 0; k < F4; k++) features[k] = texel(4 + k);
+  for (int k = 0; k < F4; k++) features[k] = feature(k);
   // Output order of perse.avatar.model.OUTPUTS: colour 3, opacity 1, scale 3, rotation 4, offset 3.
   float d[OUTPUTS];
   for (int o = 0; o < OUTPUTS; o++) d[o] = delta(o, features);
@@ -145,8 +153,8 @@ function headPoseView(camera, yawDeg, pitchDeg) {
 }
 
 class Decoder {
-  // The per-frame half of perse.avatar.model.Decoder: each category's MLP on its (rescaled) code plus
-  // the expression basis, summed into one (F x outputs) basis.
+  // The per-frame half of perse.avatar.model.Decoder: each category's MLP on its (rescaled) code, summed,
+  // and the expression basis, together one (F x outputs) basis.
   constructor(manifest, buffer) {
     this.m = manifest;
     this.layers = [];
@@ -175,13 +183,15 @@ class Decoder {
         if (i < this.layers.length - 1) for (let o = 0; o < out.length; o++) out[o] = Math.max(out[o], 0);
         h = out;
       });
-      for (let j = 0; j < total.length; j++) total[j] += h[j];
+      for (let j = 0; j < h.length; j++) total[j] += h[j];
     });
-    const e = expression.length;
-    for (let j = 0; j < total.length; j++) {
+    // The expression basis fills the last rows of the basis: the features of their own (or all of
+    // them, where the decoder shares the categories' features with the expressions).
+    const e = expression.length, rows = this.expression.length / e, first = total.length - rows;
+    for (let j = 0; j < rows; j++) {
       let sum = 0;
       for (let k = 0; k < e; k++) sum += this.expression[j * e + k] * expression[k] * this.m.expression_gain;
-      total[j] += sum;
+      total[first + j] += sum;
     }
     return total;  // index f * outputs + o
   }
@@ -193,8 +203,7 @@ class SplatViewer {
     this.m = manifest;
     this.count = manifest.count;
     this.outputs = manifest.outputs.reduce((s, [, n]) => s + n, 0);
-    this.texels = manifest.texels_per_gaussian;
-    this.f4 = this.texels - 4;
+    this.f4 = manifest.arrays.features.shape[1];
     this.decoder = new Decoder(manifest, buffer);
     this.yaw = 0; this.pitch = 0; this.zoom = 1;
     this.positions = manifest.categories.map(() => 0);
@@ -209,22 +218,25 @@ class SplatViewer {
   }
 
   readGaussians(buffer) {
-    const entry = this.m.arrays.gaussians;
-    this.raw = halves(buffer, entry);
-    const n = this.count, T = this.texels, F4 = this.f4;
+    this.raw = halves(buffer, this.m.arrays.gaussians);
+    const entry = this.m.arrays.features;
+    this.rawFeatures = new Uint8Array(buffer, entry.offset, entry.bytes);
+    const n = this.count, F4 = this.f4, {low, span} = this.m.feature_range;
     // CPU copies of what the depth sort needs: canonical means and the features behind the offsets.
     this.means = new Float32Array(n * 3);
     this.features = new Float32Array(n * F4 * 4);
     for (let i = 0; i < n; i++) {
-      for (let a = 0; a < 3; a++) this.means[i * 3 + a] = halfToFloat(this.raw[i * T * 4 + a]);
-      for (let f = 0; f < F4 * 4; f++) this.features[i * F4 * 4 + f] = halfToFloat(this.raw[(i * T + 4) * 4 + f]);
+      for (let a = 0; a < 3; a++) this.means[i * 3 + a] = halfToFloat(this.raw[i * 16 + a]);
+      for (let f = 0; f < F4 * 4; f++) {
+        this.features[i * F4 * 4 + f] = low[f] + span[f] * this.rawFeatures[i * F4 * 4 + f] / 255;
+      }
     }
     this.decoded = new Float32Array(n * 3);
   }
 
   setupGL() {
     const gl = this.gl;
-    const define = `#define OUTPUTS ${this.outputs}\n#define F4 ${this.f4}\n#define TEXELS ${this.texels}\n`;
+    const define = `#define OUTPUTS ${this.outputs}\n#define F4 ${this.f4}\n`;
     const compile = (type, source) => {
       const shader = gl.createShader(type);
       gl.shaderSource(shader, source.replace("\n", "\n" + define));
@@ -249,19 +261,28 @@ class SplatViewer {
     gl.uniform1f(u("u_alpha_max"), r.alpha_max);
     gl.uniform1f(u("u_max_extent"), r.max_extent);
 
-    // The data texture: RGBA16F straight from the bundle's float16 texels, no conversion.
-    const total = this.count * this.texels;
-    const width = Math.min(total, gl.getParameter(gl.MAX_TEXTURE_SIZE), 4096);
-    const height = Math.ceil(total / width);
-    const padded = new Uint16Array(width * height * 4);
-    padded.set(this.raw);
-    gl.activeTexture(gl.TEXTURE0);
-    gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
-    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
-    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
-    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA16F, width, height, 0, gl.RGBA, gl.HALF_FLOAT, padded);
+    // The data textures, straight from the bundle, no conversion: the state as RGBA16F, the features as
+    // RGBA8 (read as byte / 255).
+    const texture = (unit, texels, raw, internalFormat, type) => {
+      const width = Math.min(texels, gl.getParameter(gl.MAX_TEXTURE_SIZE), 4096);
+      const height = Math.ceil(texels / width);
+      const padded = new raw.constructor(width * height * 4);
+      padded.set(raw);
+      gl.activeTexture(gl.TEXTURE0 + unit);
+      gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+      gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+      gl.texImage2D(gl.TEXTURE_2D, 0, internalFormat, width, height, 0, gl.RGBA, type, padded);
+      return width;
+    };
+    gl.uniform1i(u("u_width"), texture(0, this.count * 4, this.raw, gl.RGBA16F, gl.HALF_FLOAT));
     gl.uniform1i(u("u_data"), 0);
-    gl.uniform1i(u("u_width"), width);
+    gl.uniform1i(u("u_feature_width"), texture(1, this.count * this.f4, this.rawFeatures, gl.RGBA8, gl.UNSIGNED_BYTE));
+    gl.uniform1i(u("u_features"), 1);
+    const {low, span} = this.m.feature_range;
+    gl.uniform4fv(u("u_feature_low"), new Float32Array(low));
+    gl.uniform4fv(u("u_feature_span"), new Float32Array(span));
 
     this.vao = gl.createVertexArray();
     gl.bindVertexArray(this.vao);
