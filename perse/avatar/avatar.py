@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import torch
 
+from perse.avatar.areas import FaceAreas
 from perse.avatar.model import AvatarModel
 from perse.config import PipelineConfig, config_from_dict
 from perse.core.camera import Camera, head_pose_viewmat
@@ -103,8 +104,11 @@ def model_from_state(state: dict[str, Any], device: str = "cpu") -> AvatarModel:
         raise PerseError(f"this avatar checkpoint is malformed ({exc!r} in its model or categories); re-run "
                          "`perse train` on its run folder") from exc
     zeros = torch.zeros(n, 3)
+    saved_areas = {name.removeprefix("areas."): value for name, value in state["model"].items()
+                   if name.startswith("areas.")}
+    areas = FaceAreas(**saved_areas) if saved_areas else None
     model = AvatarModel(config.avatar, counts, len(state["expression_names"]), zeros, zeros + 0.5, zeros[:, :1] + 1,
-                        seed=config.seed)
+                        seed=config.seed, areas=areas)
     try:
         missing, unexpected = model.load_state_dict(state["model"], strict=False)
     except RuntimeError as exc:  # a tensor whose shape the saved config does not give

@@ -16,8 +16,10 @@ import math
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from perse.avatar.areas import FaceAreas, control_mask, feature_areas
 from perse.config import AvatarConfig
 from perse.core.gaussians import Gaussians
 
@@ -68,6 +70,10 @@ class Decoder(nn.Module):
             nn.Parameter(torch.randn(categories, a, b) * math.sqrt(2.0 / a)) for a, b in zip(sizes[:-1], sizes[1:]))
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(categories, 1, b)) for b in sizes[1:])
         self.expression = nn.Linear(expression_dim, (expression_feature_dim or feature_dim) * self.outputs, bias=False)
+        # Each control writes only the rows of its face areas' features (perse.avatar.areas).
+        allowed = (control_mask(expression_feature_dim, self.outputs) if expression_feature_dim
+                   else torch.ones_like(self.expression.weight))
+        self.register_buffer("expression_allowed", allowed, persistent=False)
         # Zero last layers: an untrained decoder leaves the canonical Gaussians untouched.
         nn.init.zeros_(self.weights[-1])
         nn.init.zeros_(self.expression.weight)
@@ -80,10 +86,15 @@ class Decoder(nn.Module):
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
         category = h.sum(0).reshape(-1, self.feature_dim, self.outputs)
-        expression = self.expression(expressions * self.expression_gain).reshape(category.shape[0], -1, self.outputs)
+        expression = F.linear(expressions * self.expression_gain, self.expression_basis())
+        expression = expression.reshape(category.shape[0], -1, self.outputs)
         if not self.expression_feature_dim:
             return category + expression
         return torch.cat([category, expression], dim=1)
+
+    def expression_basis(self) -> torch.Tensor:
+        """(rows * outputs, E): the linear expression basis, each control on its own areas' features."""
+        return self.expression.weight * self.expression_allowed
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (N, F), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
@@ -95,7 +106,8 @@ class AvatarModel(nn.Module):
     """Canonical Gaussians + code tables + decoder. `decode(latents, expressions)` gives world Gaussians."""
 
     def __init__(self, config: AvatarConfig, categories: Mapping[str, int], expression_dim: int,
-                 points: torch.Tensor, colors: torch.Tensor, scales: torch.Tensor, seed: int = 0):
+                 points: torch.Tensor, colors: torch.Tensor, scales: torch.Tensor, seed: int = 0,
+                 areas: FaceAreas | None = None):
         super().__init__()
         self.category_names = list(categories)
         self.latent_dim = config.latent_dim
@@ -122,6 +134,11 @@ class AvatarModel(nn.Module):
         self.decoder = Decoder(len(categories), config.latent_dim, expression_dim, config.feature_dim,
                                config.decoder_width, config.decoder_layers, config.expression_feature_dim,
                                config.expression_gain)
+        # The face areas the expression features are masked by; None lets expressions act anywhere.
+        self.areas = areas if config.expression_feature_dim else None
+        self.register_buffer("feature_areas", torch.tensor(
+            feature_areas(config.expression_feature_dim) if self.areas is not None else [], dtype=torch.long),
+            persistent=False)
 
     @property
     def num_gaussians(self) -> int:
@@ -136,9 +153,19 @@ class AvatarModel(nn.Module):
         return Gaussians(self.means, self.quats, torch.exp(self.log_scales), torch.sigmoid(self.opacity_logits),
                          torch.sigmoid(self.color_logits))
 
+    def decoder_features(self) -> torch.Tensor:
+        """(N, F + Fe) each Gaussian's decoder input: its free features plus a function of its canonical
+        position, the expression features weighted by the face areas it lies in."""
+        means = self.means.detach()
+        features = self.features + self.position_features(positional_encoding(means, self.pos_freqs))
+        if self.areas is None:
+            return features
+        inside = self.areas.weights(means)[:, self.feature_areas]
+        return torch.cat([features[:, :self.decoder.feature_dim], features[:, self.decoder.feature_dim:] * inside], 1)
+
     def decode(self, latents: torch.Tensor, expressions: torch.Tensor) -> Gaussians:
         """latents (B, latent_size), expressions (B, E) -> batched world Gaussians (B, N, ...)."""
-        features = self.features + self.position_features(positional_encoding(self.means.detach(), self.pos_freqs))
+        features = self.decoder_features()
         codes = (latents * self.code_scale).reshape(latents.shape[0], len(self.category_names), self.latent_dim)
         deltas = self.decoder(features, codes, expressions)
         return Gaussians(

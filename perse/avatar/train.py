@@ -26,6 +26,7 @@ from perse.avatar.avatar import (
     load_checkpoint,
     save_checkpoint,
 )
+from perse.avatar.areas import FaceAreas
 from perse.avatar.densify import DENSIFIERS, GAUSSIAN_PARAMS, make_densifier
 from perse.avatar.losses import load_lpips, psnr, ssim
 from perse.avatar.model import AvatarModel
@@ -177,7 +178,7 @@ class Trainer:
         points, colors, scale = initial_points(self.dataset, self.frames, self.avatar_config.num_gaussians, config.seed)
         counts = {name: len(values) for name, values in self.dataset.trained_categories.items()}
         self.model = AvatarModel(self.avatar_config, counts, len(meta.expression_names), points, colors, scale,
-                                 seed=config.seed).to(device)
+                                 seed=config.seed, areas=FaceAreas.for_run(self.run, self.dataset)).to(device)
         self.optimizer = make_optimizer(self.model, self.avatar_config)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.densifier = make_densifier(self.model, self.optimizer, self.avatar_config, config.seed)

@@ -48,6 +48,19 @@ CONTROL_BLENDSHAPES: dict[str, tuple[str, ...]] = {
 }
 EXPRESSION_NAMES = tuple(CONTROL_BLENDSHAPES)
 
+# The parts of the face the controls move, and how many of the avatar's expression features each part
+# gets (of 16; perse.avatar.areas scales them to avatar.expression_feature_dim): the lower face holds
+# eight controls, the brows three, each eye two.
+FACE_AREAS: dict[str, int] = {"lowerFace": 8, "brows": 4, "eyeLeft": 2, "eyeRight": 2}
+CONTROL_AREAS: dict[str, tuple[str, ...]] = {
+    **{name: ("lowerFace",) for name in ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "mouthPucker",
+                                         "mouthFunnel", "mouthPress", "mouthStretch", "cheekPuff")},
+    "eyeBlinkLeft": ("eyeLeft",),
+    "eyeBlinkRight": ("eyeRight",),
+    "eyeWide": ("eyeLeft", "eyeRight"),
+    **{name: ("brows",) for name in ("browInnerUp", "browOuterUp", "browDown")},
+}
+
 # The controls of version-3 datasets and checkpoints, and the values of the new controls each stands for.
 LEGACY_CONTROLS: dict[str, dict[str, float]] = {
     "jaw_open": {"jawOpen": 1.0},

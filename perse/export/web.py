@@ -12,8 +12,9 @@
       expression                    float16 (Fe * outputs, E): the linear expression basis, which acts on
                                     the last Fe features
 
-The decoder's per-Gaussian input, features + position_features(positional_encoding(means)), depends only
-on canonical positions, which never change after training; it is summed here once, so the browser only
+The decoder's per-Gaussian input (AvatarModel.decoder_features: features + position_features(
+positional_encoding(means)), the expression features weighted by face area) depends only on canonical
+positions, which never change after training; it is summed here once, so the browser only
 runs the per-category MLPs (0.4M multiply-adds at the default size) and one (F x outputs) product per
 Gaussian.
 """
@@ -36,7 +37,6 @@ from perse.avatar.avatar import EXPRESSION_RANGE, Avatar
 from perse.avatar.model import (
     OFFSET_UNIT,
     OUTPUTS,
-    positional_encoding,
 )
 from perse.core import render
 from perse.core.camera import camera_distance, head_pose_viewmat
@@ -49,10 +49,8 @@ ALIGN = 8
 
 
 def _features(avatar: Avatar) -> np.ndarray:
-    model = avatar.model
     with torch.no_grad():
-        features = model.features + model.position_features(positional_encoding(model.means, model.pos_freqs))
-    features = features.float().cpu().numpy()
+        features = avatar.model.decoder_features().float().cpu().numpy()
     pad = -features.shape[1] % 4
     return np.pad(features, ((0, 0), (0, pad)))
 
@@ -90,7 +88,7 @@ def _arrays(avatar: Avatar) -> tuple[dict[str, np.ndarray], dict[str, list[float
     for i, (weight, bias) in enumerate(zip(decoder.weights, decoder.biases)):
         arrays[f"layer{i}.weight"] = weight.detach().cpu().numpy().astype(np.float16)
         arrays[f"layer{i}.bias"] = bias.detach().cpu().numpy()[:, 0].astype(np.float16)
-    arrays["expression"] = decoder.expression.weight.detach().cpu().numpy().astype(np.float16)
+    arrays["expression"] = decoder.expression_basis().detach().cpu().numpy().astype(np.float16)
     return arrays, {"low": low.tolist(), "span": span.tolist()}
 
 

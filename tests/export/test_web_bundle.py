@@ -74,8 +74,10 @@ def test_the_bundle_decodes_to_the_avatars_gaussians(trained_run, tmp_path):
     np.testing.assert_allclose(got["scales"], want.scales.numpy(), rtol=2e-2, atol=1e-5)
     sign = np.sign((got["quats"] * want.quats.numpy()).sum(1, keepdims=True))
     unit = want.quats.numpy() / np.linalg.norm(want.quats.numpy(), axis=1, keepdims=True)
-    # 8-bit features turn a few Gaussians by up to ~1.5 degrees (quaternion components off by 0.02).
-    np.testing.assert_allclose(got["quats"] * sign, unit, atol=3e-2)
+    # 8-bit features turn a few Gaussians by up to ~3 degrees (quaternion components off by up to 0.05);
+    # a typical one by a tenth of that.
+    error = np.abs(got["quats"] * sign - unit).max(1)
+    assert error.max() < 5e-2 and np.median(error) < 5e-3
 
 
 def test_perse_export_writes_splat_and_web_and_shows_sizes(trained_run, tmp_path, capsys):
