@@ -54,7 +54,8 @@ class Decoder(nn.Module):
 
     Expressions get features of their own because sharing them starves both: on obama at `fast` (H200,
     bench/results/ablation_expr_h200_obama.json) 8 features of their own raised the mouth controls
-    from 2-8 to 11-30 grey levels and the held-out looks from 20.0 to 21.4 dB.
+    from 2-8 to 11-30 grey levels and the held-out looks from 20.0 to 21.4 dB. Each control writes only
+    the features of its face areas (perse.avatar.areas), which the model masks per Gaussian.
     """
 
     def __init__(self, categories: int, latent_dim: int, expression_dim: int, feature_dim: int, width: int,
@@ -79,7 +80,8 @@ class Decoder(nn.Module):
         nn.init.zeros_(self.expression.weight)
 
     def bases(self, codes: torch.Tensor, expressions: torch.Tensor) -> torch.Tensor:
-        """codes (B, C, D), expressions (B, E) -> summed bases (B, F, outputs)."""
+        """codes (B, C, D), expressions (B, E) -> bases (B, F + Fe, outputs): the categories' summed, then
+        the expressions'."""
         h = codes.transpose(0, 1)  # (C, B, D)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
@@ -97,7 +99,7 @@ class Decoder(nn.Module):
         return self.expression.weight * self.expression_allowed
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor, expressions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features (N, F), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
+        """features (N, F + Fe), codes (B, C, D), expressions (B, E) -> each output (B, N, size)."""
         out = torch.einsum("nf,bfo->bno", features, self.bases(codes, expressions))
         return dict(zip([name for name, _ in OUTPUTS], out.split([size for _, size in OUTPUTS], dim=-1)))
 
