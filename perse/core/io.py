@@ -79,7 +79,13 @@ def atomic_write_json(path: Path | str, data: Any) -> None:
 def to_uint8(array: np.ndarray) -> np.ndarray:
     """uint8 unchanged; float [0, 1] rounded to uint8."""
     array = np.asarray(array)
-    return array if array.dtype == np.uint8 else np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
+    if array.dtype == np.uint8:
+        return array
+    # One scratch array, rounded and clipped in place: a 512 px frame is converted ~2,000 times a run.
+    scaled = array * 255.0
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 class WrittenImages:

@@ -102,12 +102,17 @@ class _Timer:
                 self.seconds[phase] += time.perf_counter() - start
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity, which containers and `taskset` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class _BackgroundJobs:
-    """PNG encoding and pair targets run on worker threads (zlib, numpy and OpenCV release the GIL) while
-    the main thread renders and scores the next clip; at most two jobs per worker wait in memory."""
+    """PNG encoding runs on worker threads, one per core (zlib releases the GIL), while the main thread
+    renders and scores the next clip; at most two jobs per worker wait in memory."""
 
     def __init__(self) -> None:
-        self.workers = max(1, min(8, os.cpu_count() or 1))
+        self.workers = cores()
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="synth-write")
         self.pending: list[Future] = []
 
@@ -180,6 +185,10 @@ class _Synthesis:
         self.clip_order: list[str] = []
         self.pair_order: list[str] = []
         self.jobs = _BackgroundJobs()
+        # Edits and interpolation targets: numpy, OpenCV and torch work on whole images, which release
+        # the GIL for most of their time (on 16 cores, 16 threads kept 11 busy), one thread per core.
+        self.editing = ThreadPoolExecutor(cores(), thread_name_prefix="synth-edit")
+        self.pair_targets: deque[tuple[Pair, Future]] = deque()
         self.writer = self._open_writer()
 
     def _open_writer(self) -> DatasetWriter:
@@ -233,6 +242,7 @@ class _Synthesis:
         self.jobs.submit(self._store_clip, Clip(clip_id, category, label, 1.0 if code or codes else 0.0, code,
                                                 holdout=holdout, codes=codes or {}),
                          records, frames.images, frames.alphas)
+        self._write_pairs()
         self.totals["kept"] += int(kept.sum())
         self.totals["dropped"] += int((~kept).sum())
         self.clip_order.append(clip_id)
@@ -263,18 +273,18 @@ class _Synthesis:
         512 px) while animating is GPU work, so worker threads edit a few looks ahead of the animator;
         the window bounds the edits held in memory."""
         pending = iter(jobs)
-        pool = ThreadPoolExecutor(self.jobs.workers, thread_name_prefix="synth-edit")
         ahead: deque = deque()
         try:
             while True:
                 for key, job in itertools.islice(pending, 2 * self.jobs.workers - len(ahead)):
-                    ahead.append((key, pool.submit(job)))
+                    ahead.append((key, self.editing.submit(job)))
                 if not ahead:
                     return
                 key, future = ahead.popleft()
                 yield key, future.result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for _, future in ahead:
+                future.cancel()
 
     def value_clips(self) -> Iterator[Progress]:
         """One edited, animated clip per chosen look of every category; a category's interpolation targets
@@ -312,7 +322,9 @@ class _Synthesis:
                                  image=str(preview), metrics={"clip": f"{MIX}-{index}", "kept": kept,
                                                               "dropped": count - kept})
 
-    def _store_pair(self, pair: Pair, category, options: list, edited: list, a: int, b: int) -> None:
+    def _pair_target(self, pair: Pair, category, options: list, edited: list, a: int,
+                     b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pair's image, region and matte as the dataset stores them (8 bits a channel)."""
         from perse.synth.interp import morph
 
         with self.timer("pairs"):
@@ -328,8 +340,18 @@ class _Synthesis:
                 region = second.region if first is None else np.maximum(first.region, second.region)
                 target = morph(self.source_image if first is None else first.image, second.image,
                                self.portrait.matte if first is None else first.matte, second.matte, region, pair.t)
-            self.writer.add_pair(pair, _composite(target.image, target.matte, self.background), target.region,
-                                 target.matte)
+            return (to_uint8(_composite(target.image, target.matte, self.background)), to_uint8(target.region),
+                    to_uint8(target.matte))
+
+    def _store_pair(self, pair: Pair, images: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        with self.timer("pairs"):
+            self.writer.add_pair(pair, *images)
+
+    def _write_pairs(self, wait: bool = False) -> None:
+        """Queue the writing of the interpolation targets made so far (all of them when `wait`), in order."""
+        while self.pair_targets and (wait or self.pair_targets[0][1].done()):
+            pair, future = self.pair_targets.popleft()
+            self.jobs.submit(self._store_pair, pair, future.result())
 
     def _queue_pairs(self, name: str) -> None:
         """Interpolation targets of one category between the trained codes `interpolation_pairs` plans (the
@@ -344,12 +366,16 @@ class _Synthesis:
             pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
                         f"{name}-{b}", t, frontal, neutral)
             self.pair_order.append(pair.id)
-            self.jobs.submit(self._store_pair, pair, category, options, self.edits[name], a, b)
+            # On the editing threads, not the writers': queued there, 46 targets of a category would hold
+            # the main thread (and the animator) until all but two per writer were done.
+            self.pair_targets.append((pair, self.editing.submit(self._pair_target, pair, category, options,
+                                                                self.edits[name], a, b)))
             self.done += PAIR_COST
 
     def close(self) -> Path:
         """Wait for the writers, order the records as planned, write the contact sheet and meta.json
         (last: it marks the dataset complete); returns the sheet's path."""
+        self._write_pairs(wait=True)
         self.jobs.finish()
         # Workers finish in any order; the dataset lists clips and pairs in the order they were planned.
         self.writer.meta.clips.sort(key=lambda clip: self.clip_order.index(clip.id))
@@ -379,6 +405,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
         yield from job.mix_clips()
         sheet = job.close()
     finally:
+        job.editing.shutdown(wait=True, cancel_futures=True)
         job.jobs.close()
     elapsed = time.perf_counter() - started
     totals = job.totals

@@ -161,3 +161,27 @@ def test_morph_targets_and_odd_sizes_through_run_synth(run_dir):
     # Halfway between the unedited and the lipstick look where the lips are.
     between = np.abs(middle - source)[lips].mean() / max(np.abs(edited - source)[lips].mean(), 1e-6)
     assert 0.25 < between < 0.75
+
+
+def test_interpolation_targets_do_not_hold_up_the_next_clips(run_dir, monkeypatch):
+    """A category's targets are made on the editing threads while the next category's clips animate."""
+    import threading
+
+    from perse.synth import run as synth_run
+
+    monkeypatch.setattr(synth_run, "cores", lambda: 1)  # one editing thread, one writer
+    release = threading.Event()
+    make = synth_run._Synthesis._pair_target
+
+    def held(self, *args):
+        assert release.wait(30), "the main thread waited for the interpolation targets"
+        return make(self, *args)
+
+    monkeypatch.setattr(synth_run._Synthesis, "_pair_target", held)
+    events = run_synth(run_dir, build_config("tiny", overrides={**OVERRIDES, "synth.interp_ts": "0.2,0.4,0.6,0.8"}))
+    for event in events:
+        if event.metrics.get("clip") == "glasses-1":  # animated after the hair's 4 targets were queued
+            break
+    release.set()
+    list(events)
+    assert len(read_dataset(run_dir).meta.pairs) == 8
