@@ -280,3 +280,24 @@ def test_a_hat_grows_the_rendered_silhouette(lifted):
     # A 3D hat, not a relief: turned, its silhouette still rises above the head's.
     top = lambda alpha: np.flatnonzero((alpha > 0.5).any(axis=1))[0]  # noqa: E731
     assert top(clip.alphas[1]) <= top(portrait.matte) - 2
+
+
+@pytest.mark.parametrize("renderer", ["splat", "gaussians"])
+def test_an_open_jaw_opens_no_holes_beside_the_mouth(ingested, renderer):
+    """With the jaw fully open the face is covered everywhere but the mouth: the cheeks beside it stretch
+    without their rows parting (a short stretch between nose and mouth corner once opened stripes of
+    background there), and the interior fills the mouth out to its corners."""
+    import cv2
+
+    for name in ("obama", "astronaut"):
+        portrait = resize_portrait(ingested[name][0], 128)
+        animator = LiftAnimator(portrait, renderer=renderer)
+        jaw = np.eye(len(EXPRESSION_NAMES))[EXPRESSION_NAMES.index("jawOpen")]
+        clip = animator.animate(portrait.image.astype(np.float32) / 255, portrait.matte,
+                                _script(animator, yaw=[0.0], expressions=[jaw]))
+        landmarks = clip.landmarks[0]
+        face = np.zeros((128, 128), np.uint8)
+        cv2.fillConvexPoly(face, cv2.convexHull(np.round(landmarks[:468, :2] - 0.5).astype(np.int32)), 1)
+        face = cv2.erode(face, np.ones((3, 3), np.uint8)) > 0
+        holes = (clip.alphas[0][face] < 0.5).mean()
+        assert holes <= 0.005, f"{name} ({renderer}), jaw open: {holes:.2%} of the face is a hole"

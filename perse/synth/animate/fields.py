@@ -165,8 +165,16 @@ def _jaw_field(size: int, landmarks: np.ndarray, depth_px: np.ndarray, face: F.F
     uu, vv = _pixel_grid(size)
     # The lips part along the seam (a real opening); beside the mouth the cheeks stretch smoothly.
     weight = np.where(mouth.within(uu) & (vv < mouth.seam(uu)), 0.0, weight)
+    # Upwards the jaw's pull fades out: beside the lips by the nose, where the upper lip meets them; out
+    # on the cheek between the lower lids and just below the mouth corners. A cheek that stretched only
+    # between nose and corner (a few pixels in a broad smile) opened its rows into stripes of background.
     nose_y, corner_y = float(xy[F.SUBNASALE, 1]), float(mouth.seam_points[:, 1].min())
-    weight = weight * np.clip((vv - nose_y) / max(corner_y - nose_y, 1.0), 0, 1) ** 2
+    lids_y = float(xy[list(F.RIGHT_EYE + F.LEFT_EYE), 1].max())
+    by_lips = np.clip((vv - nose_y) / max(corner_y - nose_y, 1.0), 0, 1) ** 2
+    on_cheek = _smoothstep((vv - lids_y) / max(corner_y + 0.04 * face.face_height - lids_y, 1.0))
+    beyond = np.maximum(mouth.seam_points[:, 0].min() - uu, uu - mouth.seam_points[:, 0].max())
+    beside = _smoothstep(beyond / (0.08 * face.face_height))
+    weight = weight * (by_lips + (on_cheek - by_lips) * beside)
     return (weight[..., None] * angle * jaw_rotation(vv, depth_px, jaw_hinge(landmarks, depth_px, face))
             ).astype(np.float32)
 
