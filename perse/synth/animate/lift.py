@@ -526,8 +526,8 @@ def _mouth_interior(landmarks: np.ndarray, size: int, depth_px: np.ndarray, face
     order = np.argsort(seam[:, 0])
     centre_x, half = 0.5 * (left[0] + right[0]), max(0.5 * (left[0] - right[0]), 1.0)
     step = max(1.0, float(stride))
-    # Out to the corners and a little beyond: the lips part right up to them, and an interior that
-    # stopped short showed the background in each corner of an open mouth.
+    # Out to the corners (the opening's ellipse below trims it there): the lips part right up to them,
+    # and an interior that stopped short showed the background in each corner of an open mouth.
     xs = np.arange(right[0] - 0.03 * (left[0] - right[0]), left[0] + 0.03 * (left[0] - right[0]), step) + 0.5 * step
     # Down to about the lower lip's drop at full strength: any deeper would only show through gaps.
     top, bottom = float(seam[:, 1].min()) - 0.06 * unit, float(seam[:, 1].max()) + 0.15 * unit
