@@ -27,6 +27,7 @@ default on CPU, where the general compositor is ~50x slower for this scene).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,7 @@ from perse.synth.animate.fields import (
     surface_fields,
 )
 from perse.synth.animate.motion import MotionScript
-from perse.synth.animate.splat import splat
+from perse.synth.animate.splat import FILL_PASSES, splat
 
 if TYPE_CHECKING:
     from perse.synth.edit.accessories import Accessory
@@ -201,6 +202,18 @@ def _depth_map(landmarks: np.ndarray, size: int, face: F.FaceFrame) -> tuple[np.
     return depth, hull, (cx, cy, cz, a, b, c)
 
 
+@dataclass
+class _HeadTensors:
+    """Every Gaussian of a lifted portrait (the grid's, then each layer's) on the animator's device."""
+
+    means: torch.Tensor  # (N, 3)
+    quats: torch.Tensor  # (N, 4)
+    scales: torch.Tensor  # (N, 3)
+    fields: torch.Tensor  # (E, N, 3)
+    starts: np.ndarray  # (layers,) where each layer's Gaussians begin
+    pixels: np.ndarray  # (N, 2) each one's frontal pixel (LiftAnimator._frontal_pixels)
+
+
 class LiftAnimator:
     name = "lift"
     background = (1.0, 1.0, 1.0)
@@ -249,22 +262,59 @@ class LiftAnimator:
         colors = np.concatenate([colors] + [layer.colors_for(image)[shown] for layer, shown in layers])
         return points.astype(np.float32), colors.astype(np.float32)
 
-    def _tensors(self, image: np.ndarray, matte: np.ndarray):
-        geo = self.geometry
+    # Every clip and accessory look of a face selects from the same Gaussians, converted to tensors once
+    # (`_head_tensors`); the parametric editor draws accessory looks with one animator from several
+    # threads, so that first conversion holds a lock.
+    _head: _HeadTensors | None = None
+    _building = threading.Lock()
+
+    def _float(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
+
+    def _frontal(self) -> np.ndarray:
+        return cam.head_pose_viewmat(self.fov_deg, 0.0, 0.0, 0.0, self.pivot)
+
+    def _frontal_pixels(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) for each world point the top-left (column, row) of the 2 x 2 pixels the splatter draws it
+        into at the frontal neutral frame, clipped to the image."""
+        uv = cam.project(np.asarray(points, np.float64), self._frontal(), self.K)[:, :2]
+        return np.clip(np.floor(uv - 0.5), 0, self.size - 1).astype(np.int64)
+
+    def _head_tensors(self) -> _HeadTensors:
+        with self._building:
+            if self._head is None:
+                geo = self.geometry
+                points = np.concatenate([geo.points] + [layer.points for layer in geo.layers])
+                layer_quats = np.tile([1.0, 0, 0, 0], (len(points) - len(geo.points), 1))
+                self._head = _HeadTensors(
+                    self._float(points), self._float(np.concatenate([geo.quats, layer_quats])),
+                    self._float(np.concatenate([geo.scales] + [layer.scales for layer in geo.layers])),
+                    self._float(np.concatenate([geo.fields] + [layer.fields for layer in geo.layers], axis=1)),
+                    np.cumsum([len(geo.points)] + [len(layer.points) for layer in geo.layers])[:-1],
+                    self._frontal_pixels(points))
+            return self._head
+
+    def _selection(self, image: np.ndarray, matte: np.ndarray):
+        """The Gaussians that exist under `matte`: their indices into `_head_tensors()` (the grid's, then
+        each drawn layer's) and opacities, the grid splats' colours from `image`, and each drawn layer
+        with its members shown."""
+        starts = self._head_tensors().starts
         colors, opacity, keep = self.splats(image, matte)
-        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
-        drawn = [layer for layer in geo.layers if self.renderer == "splat" or not layer.fills_gaps]
-        layer_opacities = [layer.opacities_for(matte) for layer in drawn]
+        drawn = [(layer, start) for layer, start in zip(self.geometry.layers, starts)
+                 if self.renderer == "splat" or not layer.fills_gaps]
+        layer_opacities = [layer.opacities_for(matte) for layer, _ in drawn]
         shown = [np.flatnonzero(o > MIN_ALPHA) for o in layer_opacities]
-        layers = list(zip(drawn, shown))
-        n_layers = sum(len(index) for index in shown)
-        means = t(np.concatenate([geo.points[keep]] + [layer.points[index] for layer, index in layers]))
-        fields = t(np.concatenate([geo.fields[:, keep]] + [layer.fields[:, index] for layer, index in layers], axis=1))
-        quats = t(np.concatenate([geo.quats[keep], np.tile([1.0, 0, 0, 0], (n_layers, 1))]))
-        scales = t(np.concatenate([geo.scales[keep]] + [layer.scales[index] for layer, index in layers]))
-        opacities = t(np.concatenate([opacity] + [o[index] for o, index in zip(layer_opacities, shown)]))
-        colors_t = t(np.concatenate([colors] + [layer.colors_for(image)[index] for layer, index in layers]))
-        return means, fields, quats, scales, opacities, colors_t, len(keep)
+        index = np.concatenate([keep] + [start + members for (_, start), members in zip(drawn, shown)])
+        opacities = np.concatenate([opacity] + [o[members] for o, members in zip(layer_opacities, shown)])
+        return index, opacities, colors, [(layer, members) for (layer, _), members in zip(drawn, shown)]
+
+    def _tensors(self, image: np.ndarray, matte: np.ndarray):
+        head = self._head_tensors()
+        index, opacities, grid_colors, layers = self._selection(image, matte)
+        colors = np.concatenate([grid_colors] + [layer.colors_for(image)[members] for layer, members in layers])
+        at = torch.as_tensor(index, device=self.device)
+        return (head.means[at], head.fields[:, at], head.quats[at], head.scales[at], self._float(opacities),
+                self._float(colors), len(grid_colors))
 
     def _render(self, means, fields, quats, scales, opacities, colors, viewmats, expressions, surfaces=None,
                 overlay=None):
@@ -355,22 +405,42 @@ class LiftAnimator:
         `accessory.under_image` / `under_matte`: its premultiplied colour (S, S, 3) and the share of each
         pixel it covers (S, S). The render is linear in the colours, so drawing every head Gaussian black
         leaves the accessory's contribution alone (the head still hides what lies behind it), and drawing
-        the accessory white as well measures its share."""
-        means, fields, quats, scales, opacities, colors, _ = self._tensors(accessory.under_image, accessory.under_matte)
-        *scene, colors, surfaces, overlay = self._with_accessory(means, fields, quats, scales, opacities, colors,
-                                                                 accessory)
-        frontal = MotionScript(np.zeros(1), np.zeros(1), np.zeros((1, len(EXPRESSION_NAMES))), self.pivot,
-                               self.fov_deg)
+        the accessory white as well measures its share. The splatter draws only the head Gaussians near
+        the accessory (`_near`): the others would add black where its part is zero."""
+        head = self._head_tensors()
+        index, opacities, _, _ = self._selection(accessory.under_image, accessory.under_matte)
+        if self.renderer == "splat":
+            pixels = head.pixels[index]
+            near = self._near(accessory)[pixels[:, 1], pixels[:, 0]]
+            index, opacities = index[near], opacities[near]
+        at, n = torch.as_tensor(index, device=self.device), len(index)
+        # The frontal neutral frame moves nothing: no expression controls, so no fields to gather.
+        still = torch.zeros(0, n, 3, device=self.device)
+        black = torch.zeros(n, 3, device=self.device)
+        *scene, colors, surfaces, overlay = self._with_accessory(head.means[at], still, head.quats[at], head.scales[at],
+                                                                 self._float(opacities), black, accessory)
+        viewmats = self._frontal()[None]
         background = torch.tensor(self.background, device=self.device)
-        head = len(means)
 
-        def draw(accessory_colors: torch.Tensor) -> torch.Tensor:
-            out = self._render(*scene, torch.cat([torch.zeros_like(colors[:head]), accessory_colors]),
-                               frontal.viewmats(), frontal.expressions, surfaces, overlay)
+        def draw(all_colors: torch.Tensor) -> torch.Tensor:
+            out = self._render(*scene, all_colors, viewmats, np.zeros((1, 0)), surfaces, overlay)
             return out.rgb[0] - (1 - out.alpha[0, ..., None]) * background
 
-        own, share = draw(colors[head:]), draw(torch.ones_like(colors[head:])).mean(-1)
+        own, share = draw(colors), draw(torch.cat([colors[:n], torch.ones_like(colors[n:])])).mean(-1)
         return own.cpu().numpy(), share.clamp(0, 1).cpu().numpy()
+
+    def _near(self, accessory: "Accessory") -> np.ndarray:
+        """(S, S) bool: the frontal pixels (`_frontal_pixels`) from which a head Gaussian can change the
+        accessory's part. The splatter draws a Gaussian into the 2 x 2 pixels from that one, then fills
+        holes from their 3 x 3 neighbourhood FILL_PASSES times: the accessory shows up to FILL_PASSES
+        pixels beyond its own, and what it shows there depends on the pixels up to FILL_PASSES further,
+        which the Gaussians one pixel further still reach. One more pixel for the accessory's projection
+        here and one for the head's cover their rounding against the splatter's."""
+        reach = 2 * FILL_PASSES + 3
+        pixels = self._frontal_pixels(accessory.means)
+        footprint = np.zeros((self.size, self.size), np.uint8)
+        footprint[pixels[:, 1], pixels[:, 0]] = 1
+        return cv2.dilate(footprint, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
 
     def project_landmarks(self, viewmats: np.ndarray, expressions: np.ndarray) -> np.ndarray:
         geo = self.geometry

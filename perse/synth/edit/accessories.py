@@ -625,12 +625,20 @@ def _contact_shadow(head: Head, surfaces: list[_Surface], shown: np.ndarray) -> 
     reach = CONTACT_REACH * head.unit
     P = head.points.reshape(-1, 3)
     occlusion = np.zeros(len(P))
+    candidates = np.flatnonzero(shown)
+    shown_points = P[candidates]
     # One nearest-neighbour query per contact strength (a hat's sheets share one, a pair of glasses'
     # rims and temples a few), so a faint part never masks a strong one beside it.
     for contact in sorted({s.contact for s in surfaces if s.contact > 0 and len(s.points)}):
         occluders = np.concatenate([s.points for s in surfaces if s.contact == contact])
         lo, hi = occluders.min(0) - reach, occluders.max(0) + reach
-        near = np.flatnonzero(np.all((P >= lo) & (P <= hi), axis=1) & shown.reshape(-1))
+        near = candidates[np.all((shown_points >= lo) & (shown_points <= hi), axis=1)]
+        if not len(near):
+            continue
+        # Occluders further than `reach` from every point queried never answer a query: a hat's crown
+        # above the hair it hides is most of its samples, and of the tree's cost.
+        lo, hi = P[near].min(0) - reach, P[near].max(0) + reach
+        occluders = occluders[np.all((occluders >= lo) & (occluders <= hi), axis=1)]
         # An unbalanced tree builds in half the time and answers these few queries as fast.
         distance, _ = cKDTree(occluders, balanced_tree=False).query(P[near], distance_upper_bound=reach)
         occlusion[near] = np.maximum(occlusion[near], contact * np.clip(1 - distance / reach, 0, 1) ** 2)
