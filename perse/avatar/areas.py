@@ -25,8 +25,6 @@ from perse.errors import ConfigError
 
 # The masks are kept at this many pixels a side: areas are smooth, and the checkpoint stays small.
 AREA_RESOLUTION = 128
-# Each cheek from the mouth corner and the cheekbone out to the face's outline beside the mouth.
-CHEEK_POINTS = (61, 50, 123, 93, 132, 58, 172, 136, 291, 280, 352, 323, 361, 288, 397, 365)
 
 
 def feature_areas(expression_feature_dim: int) -> list[int]:
@@ -62,7 +60,7 @@ def area_maps(landmarks: np.ndarray, size: int) -> np.ndarray:
     height = face.face_height
     up = np.array([0.0, -0.12 * height])  # raised brows carry the forehead above them
     groups = {
-        "lowerFace": [np.concatenate([xy[list(F_.JAW + F_.LIPS_OUTER + CHEEK_POINTS)], xy[[F_.SUBNASALE]]])],
+        "lowerFace": [xy[list(F_.JAW + F_.LIPS_OUTER + F_.RIGHT_CHEEK + F_.LEFT_CHEEK + (F_.SUBNASALE,))]],
         "brows": [np.concatenate([xy[list(brow)], xy[list(brow)] + up])
                   for brow in (F_.RIGHT_BROW_UPPER + F_.RIGHT_BROW_LOWER, F_.LEFT_BROW_UPPER + F_.LEFT_BROW_LOWER)],
         "eyeLeft": [xy[list(F_.LEFT_EYE)]],

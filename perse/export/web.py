@@ -72,7 +72,7 @@ def gaussian_texels(avatar: Avatar) -> np.ndarray:
 
 def feature_texels(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, F) features -> (N, F / 4, 4) uint8 texels, and each column's low end and span: a feature is
-    low + span * byte / 255. Eight bits a feature keep the bundle under 8 MB at 24 features a Gaussian
+    low + span * byte / 255. Eight bits a feature keep the bundle under 8 MB at 32 features a Gaussian
     (16 bits would not); the rounding moves a decoded colour by about 1e-3 (tests/export)."""
     low = features.min(axis=0)
     span = np.maximum(features.max(axis=0) - low, 1e-8)

@@ -20,8 +20,7 @@ from perse.synth import face as F
 
 MOUTH = (F.LIPS_OUTER,)
 BROWS = (F.RIGHT_BROW_UPPER + F.RIGHT_BROW_LOWER, F.LEFT_BROW_UPPER + F.LEFT_BROW_LOWER)
-# Each cheek from the mouth corner and the cheekbone out to the face's outline beside the mouth.
-CHEEKS = ((F.MOUTH_RIGHT, 50, 123, 93, 132, 58, 172, 136), (F.MOUTH_LEFT, 280, 352, 323, 361, 288, 397, 365))
+CHEEKS = (F.RIGHT_CHEEK, F.LEFT_CHEEK)
 # Per control: the landmark groups outlining where it acts (each group its own hull: one hull over both
 # eyes would cover the nose bridge), and how far (in face heights) its region reaches beyond them: the
 # jaw drops the chin below the lips, brows rise above their landmarks, a puffed cheek pushes the outline out.

@@ -236,6 +236,11 @@ class LiftAnimator:
         self.geometry = build_geometry(np.asarray(portrait.landmarks, np.float64), portrait.image, self.fov_deg,
                                        self.stride)
         self.K = cam.intrinsics(self.size, self.fov_deg)
+        # Every clip and accessory look of a face selects from the same Gaussians, converted to tensors
+        # once (`_head_tensors`); the parametric editor draws accessory looks with one animator from
+        # several threads, so that first conversion holds this animator's lock.
+        self._head: _HeadTensors | None = None
+        self._building = threading.Lock()
 
     @classmethod
     def from_config(cls, portrait, config) -> "LiftAnimator":
@@ -261,12 +266,6 @@ class LiftAnimator:
         points = np.concatenate([self.geometry.points[keep]] + [layer.points[shown] for layer, shown in layers])
         colors = np.concatenate([colors] + [layer.colors_for(image)[shown] for layer, shown in layers])
         return points.astype(np.float32), colors.astype(np.float32)
-
-    # Every clip and accessory look of a face selects from the same Gaussians, converted to tensors once
-    # (`_head_tensors`); the parametric editor draws accessory looks with one animator from several
-    # threads, so that first conversion holds a lock.
-    _head: _HeadTensors | None = None
-    _building = threading.Lock()
 
     def _float(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
@@ -346,7 +345,7 @@ class LiftAnimator:
         rows, cols = np.divmod(keep, g)
         rows_t = torch.as_tensor(rows * s + s // 2, device=self.device)
         cols_t = torch.as_tensor(cols * s + s // 2, device=self.device)
-        frontal = cam.head_pose_viewmat(self.fov_deg, 0.0, 0.0, 0.0, self.pivot)[None]
+        frontal = self._frontal()[None]
         neutral = np.zeros((1, len(EXPRESSION_NAMES)))
         weight = opacities[:n_grid, None]
         for _ in range(COLOR_FIT_ITERATIONS):

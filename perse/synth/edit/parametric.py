@@ -539,8 +539,8 @@ class ParametricEditor:
 
     def __init__(self, seed: int = 0, device: str = "cpu"):
         self.seed = int(seed)
-        # Where accessories are drawn with the lifted head (on the CPU, about a quarter of a run's
-        # editing); everything else is numpy and OpenCV.
+        # Where accessories are drawn with the lifted head (a large share of a run's editing on the
+        # CPU); everything else is numpy and OpenCV.
         self.device = device
         self._heads: dict[int, tuple] = {}
         self._lock = threading.Lock()
