@@ -27,7 +27,8 @@ BROW_OUTER = {"right": (F.RIGHT_BROW_UPPER[0], F.RIGHT_BROW_LOWER[0]),
               "left": (F.LEFT_BROW_UPPER[0], F.LEFT_BROW_LOWER[0])}
 MOUTH_CORNER = {"right": F.MOUTH_RIGHT, "left": F.MOUTH_LEFT}
 UPPER_LIP_TOP, UPPER_LIP_INNER, LOWER_LIP_INNER, LOWER_LIP_BOTTOM = 0, 13, 14, 17
-CHEEK = {"right": 50, "left": 280}  # the cheeks' fullest points, below the eyes
+CHEEK = {"right": 177, "left": 401}  # the cheeks' outline beside the nose base, where a puff swells them
+# most; points higher up move with the lower lids and with glasses, whose rims a frown drags down
 MIDLINE = (168, 6, 197, 195, 5, 4, F.NOSE_TIP, F.SUBNASALE)  # nose bridge to base: the face's symmetry line
 
 
@@ -89,7 +90,7 @@ def measure(landmarks: np.ndarray) -> dict[str, float]:
 
 # A typical resting face, in eye-corner units: the mean of the portraits in assets/ (ingested at 384 px),
 # except the lip gap: two of them smile with parted lips, and a resting mouth is closed.
-REST = {"lip_gap": 0.0, "lip_thickness": 0.142, "mouth_width": 0.745, "brow_gap": 0.295, "cheek_width": 1.161,
+REST = {"lip_gap": 0.0, "lip_thickness": 0.142, "mouth_width": 0.745, "brow_gap": 0.295, "cheek_width": 1.554,
         **{f"{name}_{side}": value for side in SIDES for name, value in (
             ("corner_height", -0.19), ("corner_out", 0.372), ("eye_opening", 0.223), ("brow_inner", 0.175),
             ("brow_outer", 0.129))}}
@@ -98,9 +99,9 @@ REST = {"lip_gap": 0.0, "lip_thickness": 0.142, "mouth_width": 0.745, "brow_gap"
 # Lip gap 0.25; each corner's lift plus widening 0.12; a pucker narrows the mouth by 0.11 (mediapipe
 # barely sees the lips move forward, so their depth is left out); pressed lips lose 0.05 of red height; a stretch
 # pulls each corner out by 0.06; eyelids close by 0.06-0.08 and open wide by 0.015-0.03; brows rise 0.015
-# (inner) and 0.065 (outer) and fall 0.03; a puff widens the cheeks by 0.025.
+# (inner) and 0.065 (outer) and fall 0.03; a puff widens the cheeks by 0.08.
 FULL = {"jaw": 0.25, "smile": 0.12, "narrow": 0.12, "press": 0.05, "stretch": 0.06, "blink": 0.08, "wide": 0.035,
-        "brow_inner": 0.02, "brow_outer": 0.065, "brow_down": 0.03, "brow_gap": 0.04, "puff": 0.025}
+        "brow_inner": 0.02, "brow_outer": 0.065, "brow_down": 0.03, "brow_gap": 0.04, "puff": 0.08}
 # Opening the jaw drags the mouth corners down and out by about these fractions of the lip gap, which
 # must not read as a stretch.
 JAW_CORNER_DROP, JAW_CORNER_OUT = 0.33, 0.1
