@@ -17,6 +17,12 @@ from assets/ lifted to 3D by the synthesis stage's animator and rendered with a 
 
 Prints a table and writes bench/results/drive_<device>.json, naming the video.
 
+    python bench/drive.py --tracker-only [--portraits assets/a.jpg ...] [--size 256] [--seconds 12]
+
+only the tracker part, over several portraits (default: every one in assets/): each portrait's driving
+clip made, tracked and retargeted, and compared with its truth; prints a control x portrait table and
+writes bench/results/drive_tracker_<device>.json, naming the clips.
+
     python bench/drive.py --run RUN --device cuda --render-speed [--size 512] [--seconds 20]
 
 times only the avatar's side of driving: the same scripted performance (no clip, no tracking) rendered
@@ -73,6 +79,81 @@ def _shown_path(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def pose_error(reference, measured) -> dict:
+    """Mean absolute yaw and pitch error (degrees) of one performance against another (or the truth)."""
+    import numpy as np
+
+    return {"yaw_mae_deg": float(np.abs(measured.yaw - reference.yaw).mean()),
+            "pitch_mae_deg": float(np.abs(measured.pitch - reference.pitch).mean())}
+
+
+def drive_config(args, estimator: str):
+    from perse.config import build_config
+
+    return build_config("fast", overrides={"device": args.device, "ingest.size": args.size,
+                                           "drive.blendshapes": estimator})
+
+
+def performance(video: Path, config):
+    """The video tracked and retargeted, as drive() would."""
+    from perse.drive import track_video
+    from perse.drive.retarget import retarget
+    from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
+
+    track = track_video(video, config.drive)
+    return retarget(track, config.drive.smoothing_min_cutoff, config.drive.smoothing_beta, MAX_YAW, MAX_PITCH,
+                    config.ingest.fov_deg)
+
+
+def tracker_only(args, estimator: str, work: Path) -> int:
+    """The tracker against the truth on every portrait's driving clip: a control x portrait table."""
+    import numpy as np
+
+    from perse.core.expressions import EXPRESSION_NAMES
+    from perse.drive.synthetic import write_clip
+    from perse.ingest import ingest
+
+    config = drive_config(args, estimator)
+    clips, results = [], {}
+    for portrait in args.portraits:
+        driving = work / f"driving_{portrait.stem}_{args.size}.mp4"
+        start = time.perf_counter()
+        truth = write_clip(ingest(portrait, config), config, driving, args.seconds)
+        made = time.perf_counter() - start
+        start = time.perf_counter()
+        source = performance(driving, config)
+        per_control = compare(truth.controls, source.controls, EXPRESSION_NAMES)
+        clips.append({"file": driving.name, "portrait": _shown_path(portrait), "seconds": args.seconds,
+                      "fps": truth.fps, "size": args.size, "frames": len(truth.yaw), "make_seconds": round(made, 1),
+                      "track_seconds": round(time.perf_counter() - start, 1), "neutral_frame": source.neutral})
+        results[portrait.stem] = {"summary": summary(per_control), "pose": pose_error(truth, source),
+                                  "per_control": per_control}
+        print(f"{portrait.stem}: mean r {results[portrait.stem]['summary']['mean_correlation']:.3f}", flush=True)
+    everything = {f"{stem}/{name}": value for stem, r in results.items() for name, value in r["per_control"].items()}
+    result = {"bench": "drive_tracker", "device": device_name(args.device), "machine": machine(),
+              "estimator": estimator, "clips": clips,
+              "made_by": "perse.drive.synthetic.write_clip (lift animator)",
+              "summary": summary(everything), "per_portrait": results, "targets": TARGETS}
+    print(f"{'control':16s}" + "".join(f"{stem[:12]:>13s}" for stem in results) + f"{'mean r':>9s}")
+    for name in EXPRESSION_NAMES:
+        cells = [results[stem]["per_control"][name] for stem in results]
+        rs = [c["correlation"] for c in cells if c["correlation"] is not None]
+        print(f"{name:16s}" + "".join("            -" if c["correlation"] is None else
+                                      f"{c['correlation']:7.2f} {c['mae']:5.3f}" for c in cells)
+              + (f"{np.mean(rs):9.2f}" if rs else f"{'-':>9s}"))
+    s = result["summary"]
+    print(f"{'(r, MAE)':16s}" + "".join(f"{'yaw err ' + format(r['pose']['yaw_mae_deg'], '.1f'):>13s}"
+                                        for r in results.values()))
+    print(f"tracker vs truth, {len(results)} portraits: mean r {s['mean_correlation']:.3f}, {s['controls_correlated']}/"
+          f"{s['controls']} (control, portrait) pairs r >= {TARGETS['correlation']}, mean MAE {s['mean_mae']:.3f}, "
+          f"on {result['device']}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"drive_tracker_{args.device}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(path)
+    return 0
+
+
 def render_speed(args) -> int:
     """The avatar's side of drive(): every frame of the scripted performance rendered at args.size."""
     import numpy as np
@@ -113,17 +194,24 @@ def render_speed(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="a run folder with a trained avatar")
+    parser.add_argument("--run", type=Path, help="a run folder with a trained avatar (not for --tracker-only)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--portrait", type=Path, default=ROOT / "assets" / "grace_hopper.jpg",
                         help="the public-domain portrait the driving clip is animated from")
+    parser.add_argument("--portraits", type=Path, nargs="+",
+                        default=sorted(p for p in (ROOT / "assets").iterdir() if p.suffix in (".jpg", ".png")),
+                        help="--tracker-only's portraits (default: every one in assets/)")
     parser.add_argument("--size", type=int, default=512, help="driving clip and render size in pixels")
     parser.add_argument("--seconds", type=float, default=20.0, help="driving clip length (25 fps)")
     parser.add_argument("--work", type=Path, help="folder for the clips (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--render-speed", action="store_true",
                         help="only time rendering the scripted performance (no clip, no tracking, no encoding)")
+    parser.add_argument("--tracker-only", action="store_true",
+                        help="only the tracker against the truth, on every --portraits' clip (no avatar)")
     args = parser.parse_args()
+    if not args.tracker_only and args.run is None:
+        parser.error("--run is required (except with --tracker-only)")
     if args.render_speed:
         return render_speed(args)
 
@@ -131,22 +219,20 @@ def main() -> int:
     from PIL import Image
 
     from perse.avatar.avatar import Avatar
-    from perse.config import build_config
     from perse.core.expressions import EXPRESSION_NAMES
-    from perse.drive import drive, track_video
+    from perse.drive import drive
     from perse.drive.landmarker import ENV
-    from perse.drive.retarget import retarget
     from perse.drive.synthetic import write_clip
     from perse.drive.video import frames, probe
     from perse.ingest import ingest
-    from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
     from perse.synth.identity import make_scorer
 
     estimator = "mediapipe" if os.environ.get(ENV) else "geometric"
-    config = build_config("fast", overrides={"device": args.device, "ingest.size": args.size,
-                                             "drive.blendshapes": estimator})
     work = args.work or Path(tempfile.mkdtemp(prefix="perse-drive-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.tracker_only:
+        return tracker_only(args, estimator, work)
+    config = drive_config(args, estimator)
     driving = work / f"driving_{args.portrait.stem}_{args.size}.mp4"
     rendered = work / f"rendered_{args.run.name}_{args.size}.mp4"
 
@@ -154,15 +240,9 @@ def main() -> int:
     truth = write_clip(ingest(args.portrait, config), config, driving, args.seconds)
     clip_seconds = time.perf_counter() - start
 
-    def performance(video: Path):
-        track = track_video(video, config.drive)
-        return retarget(track, config.drive.smoothing_min_cutoff, config.drive.smoothing_beta, MAX_YAW, MAX_PITCH,
-                        config.ingest.fov_deg)
-
-    source = performance(driving)
+    source = performance(driving, config)
     tracker = compare(truth.controls, source.controls, EXPRESSION_NAMES)
-    tracker_pose = {"yaw_mae_deg": float(np.abs(source.yaw - truth.yaw).mean()),
-                    "pitch_mae_deg": float(np.abs(source.pitch - truth.pitch).mean())}
+    tracker_pose = pose_error(truth, source)
 
     avatar = Avatar.load(args.run, args.device)
     avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
@@ -174,10 +254,9 @@ def main() -> int:
 
     shown = [name for name in EXPRESSION_NAMES if name in avatar.expression_names]
     columns = [EXPRESSION_NAMES.index(name) for name in shown]
-    output = performance(rendered)
+    output = performance(rendered, config)
     fidelity = compare(source.controls[:, columns], output.controls[:, columns], shown)
-    fidelity_pose = {"yaw_mae_deg": float(np.abs(output.yaw - source.yaw).mean()),
-                     "pitch_mae_deg": float(np.abs(output.pitch - source.pitch).mean())}
+    fidelity_pose = pose_error(source, output)
 
     scorer = make_scorer("dlib", config)
     portrait = np.asarray(Image.open(args.run / "portrait.png").convert("RGB"))

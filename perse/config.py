@@ -198,6 +198,20 @@ class DriveConfig:
 
 
 @dataclass
+class DraftConfig:
+    """A small avatar built first, so that a visitor has sliders and a head to turn within seconds while
+    the real one trains (perse.pipeline.run: RUN/draft/, a run folder of its own). Its looks are the first
+    `values` of each category's, so its sliders move the same way, between fewer stops."""
+
+    enabled: bool = False
+    values: int = ranged(2, 1)
+    frames: int = ranged(4, 1)
+    size: int = ranged(256, 32, MAX_IMAGE_SIZE)
+    num_gaussians: int = ranged(20_000, 1)
+    steps: int = ranged(400, 1)
+
+
+@dataclass
 class PipelineConfig:
     preset: str = "fast"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -207,6 +221,7 @@ class PipelineConfig:
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
+    draft: DraftConfig = field(default_factory=DraftConfig)
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -310,7 +325,8 @@ def _check_range(key: str, value: Any, spec: dataclasses.Field) -> None:
 
 def check_config(config: PipelineConfig) -> None:
     """Every numeric field in its range: for configs built or changed in Python rather than by build_config."""
-    for section in (config, config.ingest, config.synth, config.avatar, config.export, config.drive):
+    for section in (config, *(getattr(config, f.name) for f in dataclasses.fields(config)
+                              if dataclasses.is_dataclass(getattr(config, f.name)))):
         prefix = "" if section is config else next(f.name for f in dataclasses.fields(config)
                                                    if getattr(config, f.name) is section) + "."
         for spec in dataclasses.fields(section):
@@ -325,7 +341,8 @@ def set_value(config: PipelineConfig, key: str, value: Any) -> None:
     target: Any = config
     for part in parts[:-1]:
         if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
-            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: ingest, synth, avatar, export, drive")
+            sections = ", ".join(f.name for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name)))
+            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: {sections}")
         target = getattr(target, part)
     name = parts[-1]
     types = _field_types(target)
@@ -406,6 +423,21 @@ RETIRED_KEYS = frozenset({"export.web_ply_max_gaussians"})
 # Keys added since, with the value that means what a config written before them did: a saved avatar
 # must load with the structure it was trained with.
 ADDED_KEYS = {"avatar.expression_feature_dim": 0}
+
+
+def draft_config(config: PipelineConfig) -> PipelineConfig:
+    """The draft avatar's settings (`config.draft`): the same portrait, categories and seed, fewer and
+    smaller clips (no mixed or held-out looks), fewer Gaussians and steps, no held-out frames, and no
+    interpolation targets (its in-betweens go untrained: they were two thirds of its synthesis time)."""
+    draft = config.draft
+    return build_config(config.preset, overrides={
+        **{key: value for key, value in _flatten(config.to_dict()).items() if not key.startswith("draft.")},
+        "synth.values": min(draft.values, config.synth.values), "synth.frames": min(draft.frames, config.synth.frames),
+        "synth.size": min(draft.size, config.synth.size), "synth.mixes": 0, "synth.holdout_looks": 0,
+        "synth.interp_ts": (),
+        "avatar.num_gaussians": min(draft.num_gaussians, config.avatar.num_gaussians),
+        "avatar.steps": min(draft.steps, config.avatar.steps), "avatar.checkpoint_every": draft.steps,
+        "avatar.preview_every": draft.steps, "avatar.holdout_every": 0})
 
 
 def config_from_dict(data: dict[str, Any]) -> PipelineConfig:

@@ -14,11 +14,13 @@ from perse.errors import Cancelled
 
 @dataclass
 class Progress:
-    stage: str  # "ingest" | "synth" | "train" | "export" | "metrics"
+    stage: str  # "ingest" | "draft" | "synth" | "train" | "export" | "metrics"
     fraction: float  # of this stage, 0..1
     message: str = ""
     image: str | None = None  # path of a preview image written by the stage
     clip: str | None = None  # path of a clip (video/gif/folder) written by the stage
+    # A run folder whose avatar opens now (perse.avatar.Avatar.load): the draft, then each training checkpoint.
+    avatar: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 

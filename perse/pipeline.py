@@ -259,8 +259,10 @@ class Workspace:
 
 
 def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
-        cancel: CancelToken = NEVER) -> Iterator[Progress]:
-    """Run (or resume) the whole pipeline for one photo into `run_dir`, yielding progress events."""
+        cancel: CancelToken = NEVER, until: str = STAGES[-1], ingested: Path | None = None) -> Iterator[Progress]:
+    """Run (or resume) the pipeline for one photo into `run_dir`, up to and including stage `until`,
+    yielding progress events. With `config.draft.enabled`, a draft avatar is built right after ingest
+    (`_draft`). `ingested`: a folder holding this photo's ingest outputs, copied instead of ingesting again."""
     from perse.avatar.train import train
     from perse.export.run import export_run
     from perse.metrics.report import write_report
@@ -275,8 +277,11 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
             work.finish()
             # Later stages read what synthesis wrote from memory rather than decoding it again.
             with keep_written_images():
-                yield from _stages(run_dir, config, cancel, keys, work, {
-                    "ingest": lambda root: _ingest(photo, root, config),
+                then = {}
+                if config.draft.enabled and not RunState(run_dir).is_done("train", keys["train"]):
+                    then["ingest"] = lambda root: _draft(photo, root, RunPaths(run_dir).draft, config, cancel)
+                yield from _stages(run_dir, config, cancel, keys, work, STAGES[:STAGES.index(until) + 1], then, {
+                    "ingest": lambda root: (_copy_ingest(ingested, root) if ingested else _ingest(photo, root, config)),
                     "synth": lambda root: run_synth(root, config, cancel=cancel),
                     "train": lambda root: _logged(train(root, config, cancel=cancel, resume=True),
                                                   RunPaths(root).train_log),
@@ -287,6 +292,26 @@ def run(photo: str | Path, run_dir: str | Path, config: PipelineConfig,
             if exc.errno not in WRITE_REFUSED:
                 raise
             raise storage_error(exc.filename or run_dir, exc) from exc
+
+
+# Each stage's share of a draft's time (a few hundred steps: synthesis is about half of it).
+DRAFT_SHARES = {"ingest": 0.05, "synth": 0.45, "train": 0.5}
+
+
+def _draft(photo: Path, ingested: Path, folder: Path, config: PipelineConfig,
+           cancel: CancelToken) -> Iterator[Progress]:
+    """The draft avatar (`perse.config.draft_config`) in `folder`, a run folder of its own (resumable,
+    skipped when current) that starts from the main run's ingest outputs in `ingested`, as "draft"
+    events; the last one names the folder to open."""
+    from perse.config import draft_config
+
+    reached = dict.fromkeys(DRAFT_SHARES, 0.0)
+    for event in run(photo, folder, draft_config(config), cancel, until="train", ingested=ingested):
+        reached[event.stage] = max(reached[event.stage], event.fraction)
+        yield Progress("draft", sum(DRAFT_SHARES[stage] * reached[stage] for stage in DRAFT_SHARES),
+                       f"draft avatar: {event.message}")
+    yield Progress("draft", 1.0, "draft avatar ready: sliders and pose work now; the full avatar replaces it "
+                                 "when it is trained", avatar=str(folder))
 
 
 def _ingest(photo: Path, root: Path, config: PipelineConfig) -> Iterator[Progress]:
@@ -300,13 +325,25 @@ def _ingest(photo: Path, root: Path, config: PipelineConfig) -> Iterator[Progres
                    metrics={"head_pose": portrait.head_pose, "detection_score": portrait.detection_score})
 
 
+def _copy_ingest(source: Path, root: Path) -> Iterator[Progress]:
+    yield Progress("ingest", 0.0, f"portrait taken from {source}")
+    for path in RunPaths(source).stage_outputs("ingest"):
+        if path.exists():
+            copy = shutil.copytree if path.is_dir() else shutil.copy2
+            copy(path, root / path.relative_to(source))
+    yield Progress("ingest", 1.0, "portrait aligned")
+
+
 def _stages(run_dir: Path, config: PipelineConfig, cancel: CancelToken, keys: dict[str, str], work: Workspace,
+            stages: tuple[str, ...], then: dict[str, Callable[[Path], Iterator[Progress]]],
             works: dict[str, Callable[[Path], Iterator[Progress]]]) -> Iterator[Progress]:
+    """Each of `stages` skipped when current, else rebuilt in the workspace; `then[stage]` runs once that
+    stage's outputs are in the workspace, rebuilt or not; everything is committed together at the end."""
     state = RunState(run_dir)
     # A stage that is redone invalidates every later one, even where their settings did not change (a
     # new PERSE Studio refusing an old dataset retrains the avatar, whose renders and report are then stale).
     redone = False
-    for name in STAGES:
+    for name in stages:
         key = keys[name]
         if (not redone and state.is_done(name, key) and matches(run_dir, state.files.get(name, {}))
                 and _outputs_valid(name, run_dir, config)):
@@ -314,19 +351,20 @@ def _stages(run_dir: Path, config: PipelineConfig, cancel: CancelToken, keys: di
             state.files.setdefault(name, manifest(run_dir, name))
             work.link(name)
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
-            continue
-        if (not redone and state.staged.get(name) == key and matches(work.root, state.staged_files.get(name, {}))
+        elif (not redone and state.staged.get(name) == key and matches(work.root, state.staged_files.get(name, {}))
                 and _outputs_valid(name, work.root, config)):
             yield Progress(name, 1.0, f"{name}: up to date, skipped")
-            continue
-        # After an earlier stage was redone, what an interrupted attempt left here came from its old outputs.
-        work.prepare(name, fresh=state.start(name, key) or redone)
-        redone = True
-        try:
-            cancel.check()
-            yield from works[name](work.root)
-        except Cancelled:
-            raise Cancelled(f"stopped during {name}; the run folder still holds its last complete result, and "
-                            "running again with the same photo and settings resumes from here") from None
-        state.stage(name, key, manifest(work.root, name))
+        else:
+            # After an earlier stage was redone, what an interrupted attempt left here came from its old outputs.
+            work.prepare(name, fresh=state.start(name, key) or redone)
+            redone = True
+            try:
+                cancel.check()
+                yield from works[name](work.root)
+            except Cancelled:
+                raise Cancelled(f"stopped during {name}; the run folder still holds its last complete result, and "
+                                "running again with the same photo and settings resumes from here") from None
+            state.stage(name, key, manifest(work.root, name))
+        if name in then:
+            yield from then[name](work.root)
     work.commit(state, config)

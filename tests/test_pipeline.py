@@ -118,3 +118,33 @@ def test_commands_on_the_trained_avatar(tiny_run, tmp_path, capsys):
     assert len(read_ply(tmp_path / "a.ply")) == 100
     assert main(["render", str(run_dir), "--set", "hat=1", "-o", str(out)]) == 2
     assert "unknown category 'hat'" in capsys.readouterr().err
+
+
+def test_a_draft_avatar_opens_before_the_full_one(tmp_path):
+    from perse.avatar.avatar import Avatar
+
+    config = build_config("tiny", overrides=FAST + ["device=cpu", "draft.enabled=true", "draft.steps=10",
+                                                    "draft.frames=2", "draft.num_gaussians=300"])
+    events = list(run(PHOTO, tmp_path, config, until="train"))
+    assert list(dict.fromkeys(e.stage for e in events)) == ["ingest", "draft", "synth", "train"]
+    draft_events = [e for e in events if e.stage == "draft"]
+    fractions = [e.fraction for e in draft_events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert draft_events[-1].avatar == str(tmp_path / "draft")
+    # Ingested once: the draft starts from the run's own portrait.
+    assert (tmp_path / "draft" / "portrait.png").read_bytes() == (tmp_path / "portrait.png").read_bytes()
+    draft = Avatar.load(tmp_path / "draft", "cpu")
+    full = Avatar.load(tmp_path, "cpu")
+    assert list(draft.categories) == list(full.categories) and draft.expression_names == full.expression_names
+    assert len(draft.model.means) == 300 < len(full.model.means)
+    assert draft.render(size=32).shape == (32, 32, 3)
+    # Training's checkpoints and its end each name the folder it trains in (the workspace, which links
+    # to the committed outputs once the run is done) to reopen.
+    trained = [e.avatar for e in events if e.stage == "train" and e.avatar]
+    assert len(trained) == 2 and set(trained) == {str(tmp_path / ".work")}
+    assert Avatar.load(tmp_path / ".work", "cpu").categories == full.categories
+    assert not (tmp_path / "renders").exists()
+    # Once the full avatar is trained, a rerun neither rebuilds nor shows the draft.
+    again = list(run(PHOTO, tmp_path, config, until="train"))
+    assert {e.stage for e in again} == {"ingest", "synth", "train"}
+    assert all(e.message.endswith("up to date, skipped") for e in again)

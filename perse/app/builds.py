@@ -18,6 +18,7 @@ from perse.app.progress import RunView
 from perse.app.session import FileCancelToken
 from perse.config import PipelineConfig
 from perse.errors import Cancelled, PerseError
+from perse.events import Progress
 
 log = logging.getLogger("perse.app")
 
@@ -54,6 +55,15 @@ class Build:
         self.source: Any = None  # the avatar's own latent (the photo's look)
         self.look: Any = None  # the latent the studio shows for this avatar
         self.image: Any = None  # the first render
+        # While it runs, a build already has an avatar to play with: the draft, then each training
+        # checkpoint (perse.pipeline.run), then the finished one. `avatar_folder` is the run folder
+        # the studio loads it from; `layout` counts changes of its categories and looks (a slider's
+        # meaning), after which the studio's controls are rebuilt.
+        self.avatar_folder: Path | None = None
+        self.avatar_name = ""
+        self.layout = 0
+        self.took_studio = False  # its first avatar has been shown in the studio
+        self.replaced: Any = None  # the build the studio showed before that
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cancel = FileCancelToken(self.folder / "cancel.flag")
         self.cancel.reset()  # a stopped build's folder is reused by the next Run
@@ -74,10 +84,13 @@ class Build:
     def label(self) -> str:
         return f"#{self.number}: {self.photo_name} ({', '.join(self.categories)})"
 
-    def start(self, slots: threading.Semaphore, on_ready: Callable[["Build"], None]) -> threading.Thread:
+    def start(self, slots: threading.Semaphore, on_avatar: Callable[["Build"], None],
+              on_end: Callable[["Build"], None]) -> threading.Thread:
+        """Run in a thread; `on_avatar` is called each time the build has a new avatar to show (a draft, a
+        checkpoint, the finished one), `on_end` once it has ended, however it ended."""
         # The request's context goes along: on ZeroGPU, @spaces.GPU reads the visitor from it.
         context = contextvars.copy_context()
-        thread = threading.Thread(target=context.run, args=(self._work, slots, on_ready), daemon=True,
+        thread = threading.Thread(target=context.run, args=(self._work, slots, on_avatar, on_end), daemon=True,
                                   name=f"perse-build-{self.folder.parent.parent.name[:8]}-{self.number}")
         thread.start()
         return thread
@@ -95,7 +108,7 @@ class Build:
             return {"state": self.state, "status": self._public(view.status_markdown()) if view.stage else "",
                     "ingest": view.ingest_image, "gallery": list(view.gallery), "losses": list(view.losses),
                     "preview": view.preview, "report": view.report, "outcome": self.outcome,
-                    "statuses": list(self.statuses)}
+                    "statuses": list(self.statuses), "layout": self.layout, "avatar_name": self.avatar_name}
 
     def _public(self, text: str) -> str:
         """A stage's message as a visitor may read it: paths inside the build folder relative to it,
@@ -109,20 +122,47 @@ class Build:
             self.version += 1
             self._changed.notify_all()
 
-    def _work(self, slots: threading.Semaphore, on_ready: Callable[["Build"], None]) -> None:
-        # Waits for a slot here rather than in gradio's queue: a reloaded page's build keeps its slot,
-        # and PERSE_RUN_CONCURRENCY bounds the builds actually running.
-        while not slots.acquire(timeout=0.5):
-            if self.cancel.cancelled:
-                self._finish("stopped", STOPPED)
-                return
+    def _work(self, slots: threading.Semaphore, on_avatar: Callable[["Build"], None],
+              on_end: Callable[["Build"], None]) -> None:
         try:
-            self._changed_now(state="running", started_at=self.clock())
-            self._run(on_ready)
+            # Waits for a slot here rather than in gradio's queue: a reloaded page's build keeps its slot,
+            # and PERSE_RUN_CONCURRENCY bounds the builds actually running.
+            while not slots.acquire(timeout=0.5):
+                if self.cancel.cancelled:
+                    self._finish("stopped", STOPPED)
+                    return
+            try:
+                self._changed_now(state="running", started_at=self.clock())
+                self._run(on_avatar)
+            finally:
+                slots.release()
         finally:
-            slots.release()
+            on_end(self)
 
-    def _run(self, on_ready: Callable[["Build"], None]) -> None:
+    def _open(self, folder: Path, name: str, on_avatar: Callable[["Build"], None]) -> None:
+        """Make the avatar in `folder` this build's, and say so."""
+        info, source, image = studio.open_avatar(str(folder), studio.View())
+        with self._changed:
+            layout_changed = self.info is None or info.categories != self.info.categories
+            self.info, self.source, self.image, self.avatar_folder, self.avatar_name = info, source, image, folder, name
+            if layout_changed or self.look is None:
+                self.look = source
+                self.layout += 1
+            self.version += 1
+            self._changed.notify_all()
+        on_avatar(self)
+
+    def _open_early(self, event: Progress, on_avatar: Callable[["Build"], None]) -> None:
+        """The draft or a training checkpoint, opened at once, while the pipeline waits (a checkpoint in
+        the run's workspace moves into the run folder when the run ends). One that cannot be opened is
+        skipped: the build goes on and the studio keeps what it had."""
+        name = "draft" if event.stage == "draft" else f"training step {event.metrics.get('step', '?')}"
+        try:
+            self._open(Path(event.avatar), name, on_avatar)
+        except PerseError as exc:
+            log.warning("build %s: could not open its %s avatar: %s", self.number, name, exc)
+
+    def _run(self, on_avatar: Callable[["Build"], None]) -> None:
         try:
             for event in studio.pipeline_events(self.photo, str(self.folder), self.config, self.cancel):
                 with self._changed:
@@ -130,7 +170,9 @@ class Build:
                     self.statuses.append(self._public(self.view.status_markdown()))
                     self.version += 1
                     self._changed.notify_all()
-            info, source, image = studio.open_avatar(str(self.folder), studio.View())
+                if event.avatar:
+                    self._open_early(event, on_avatar)
+            self._open(self.folder, "finished", on_avatar)
         except Cancelled:
             self._finish("stopped", STOPPED)
             return
@@ -142,8 +184,6 @@ class Build:
             log.exception("build %s in %s failed", self.number, self.folder)
             self._finish("failed", SERVER_ERROR, warning="Something went wrong on the server; the details are in its log.")
             return
-        self.info, self.source, self.look, self.image = info, source, source, image
-        on_ready(self)
         self._finish("ready", *self._ready_message())
 
     def _ready_message(self) -> tuple[str, str | None]:

@@ -232,6 +232,9 @@ class Handlers:
     # -- the build ------------------------------------------------------------------------------
     def _config(self, categories: list[str], preset: str):
         overrides = [f"synth.categories={','.join(categories)}"]
+        # On a GPU a draft avatar is ready in seconds, long before the full one; on a CPU (`tiny`) the
+        # whole run is about as small as a draft.
+        overrides.append(f"draft.enabled={self.settings.gpu}")
         if not self.settings.gpu:
             overrides.append("device=cpu")
         return build_config(preset, overrides=overrides + self.settings.overrides)
@@ -279,18 +282,32 @@ class Handlers:
                 return
             number, folder = session.next_build()
             build = Build(number, folder, photo, config, clock=self.root.clock,
-                          weights=stage_weights(config.avatar.steps, self.settings.gpu))
+                          weights=stage_weights(config.avatar.steps, self.settings.gpu, config.draft.enabled))
             session.builds.append(build)
-        build.start(self.slots, on_ready=functools.partial(self._on_ready, session))
+        build.start(self.slots, on_avatar=functools.partial(self._on_avatar, session),
+                    on_end=functools.partial(self._on_end, session))
         yield {"session": session, "report": gr.update(visible=False), "ingest": None, "gallery": [], "losses": None,
                "preview": None, "cancel": gr.update(interactive=True),
                "status": "Starting" + (f" ({'; '.join(notes)})" if notes else "")}
         yield from self._watch(session, build)
 
     @staticmethod
-    def _on_ready(session: Session, build: Build) -> None:
+    def _on_avatar(session: Session, build: Build) -> None:
+        """The build's first avatar (its draft, or the finished one when there is none) takes over the
+        studio, and so does the finished one; checkpoints in between only update it while it is shown."""
         with session.lock:
-            session.current = build
+            if not build.took_studio:
+                build.took_studio, build.replaced, session.current = True, session.current, build
+            elif build.avatar_name == "finished":
+                session.current = build
+
+    @staticmethod
+    def _on_end(session: Session, build: Build) -> None:
+        """A build that stopped or failed gives the studio back to the avatar it showed before (its draft's
+        folder is kept: Run again resumes, draft included)."""
+        with session.lock:
+            if build.state != "ready" and session.current is build:
+                session.current = build.replaced
 
     def _watch(self, session: Session, build: Build, replay: bool = True) -> Iterator[dict[str, Any]]:
         """Stream a build's progress to one page, from whatever it has already shown (nothing, on a reload).
@@ -312,6 +329,12 @@ class Handlers:
                 out["status"] = "**Waiting for a free slot**: other avatars are being built; yours starts after them."
             elif snap["state"] == "running":
                 out["status"] = f"{snap['status'] or 'Starting'}  \n*{build.elapsed:.0f} s*"
+                if snap["avatar_name"] and session.current is build:
+                    out["status"] += (f"  \nThe studio below shows the avatar so far ({snap['avatar_name']}): sliders "
+                                      "and pose work now, and it improves as training goes on.")
+                if snap["layout"] != shown.get("layout", 0) and session.current is build:
+                    shown["layout"] = snap["layout"]
+                    out.update(self._show(session, build))
             for name in ("ingest", "preview"):
                 if snap[name] != shown.get(name):
                     out[name] = shown[name] = snap[name]

@@ -13,6 +13,7 @@ from perse.events import Progress
 from perse.pipeline import STAGES
 
 STAGE_TITLES = {
+    "draft": "Building a draft avatar to play with",
     "ingest": "Reading the portrait",
     "synth": "Synthesizing attribute clips",
     "train": "Training the avatar",
@@ -30,9 +31,13 @@ CPU_WEIGHTS = {"ingest": 0.03, "synth": 0.08, "train": 0.80, "export": 0.04, "me
 CPU_REFERENCE_STEPS = 200  # tiny
 
 
-def stage_weights(steps: int, gpu: bool) -> dict[str, float]:
+# A draft (perse.config.DraftConfig) costs about this share of a `fast` run's time on a GPU.
+DRAFT_WEIGHT = 0.12
+
+
+def stage_weights(steps: int, gpu: bool, draft: bool = False) -> dict[str, float]:
     base, reference = (GPU_WEIGHTS, GPU_REFERENCE_STEPS) if gpu else (CPU_WEIGHTS, CPU_REFERENCE_STEPS)
-    return {**base, "train": base["train"] * steps / reference}
+    return {**base, "train": base["train"] * steps / reference, **({"draft": DRAFT_WEIGHT} if draft else {})}
 
 
 @dataclass
@@ -77,10 +82,12 @@ class RunView:
     @property
     def overall(self) -> float:
         """Whole-run progress in [0, 1], each stage weighted by its expected share of the time."""
-        if self.stage not in STAGES:
+        # The draft, when there is one, is built before the run's own stages (perse.pipeline.run).
+        order = [name for name in ("draft", *STAGES) if name in self.weights]
+        if self.stage not in order:
             return 0.0
-        total = sum(self.weights[name] for name in STAGES)
-        done = sum(self.weights[name] for name in STAGES[:STAGES.index(self.stage)])
+        total = sum(self.weights[name] for name in order)
+        done = sum(self.weights[name] for name in order[:order.index(self.stage)])
         return (done + self.weights[self.stage] * min(max(self.fraction, 0.0), 1.0)) / total
 
     @property

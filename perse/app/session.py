@@ -78,7 +78,7 @@ class Session:
     folder: Path
     last_seen: float
     builds: list[Any] = field(default_factory=list)
-    current: Any = None  # the ready Build whose avatar the studio shows
+    current: Any = None  # the Build whose avatar the studio shows: a ready one, or one under way with a draft
     closed: bool = False
     calls: int = 0  # requests on its avatar under way (a long export must not let it expire)
     _counter: Any = field(default_factory=itertools.count, repr=False)
@@ -102,7 +102,8 @@ class Session:
 
     @property
     def run_dir(self) -> Path:
-        return self.current.folder
+        """Where the studio's avatar is loaded from: a build under way shows its draft or latest checkpoint."""
+        return self.current.avatar_folder or self.current.folder
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[None]:

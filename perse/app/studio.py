@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from perse.avatar.avatar import Avatar
-from perse.config import PipelineConfig
+from perse.config import PipelineConfig, draft_config
 from perse.core.paths import RunPaths
 from perse.core.ply import FIELDS as PLY_FIELDS
 from perse.core.ply import write_ply
@@ -33,7 +33,6 @@ from perse.export.splat import RECORD as SPLAT_RECORD
 from perse.export.splat import write_splat
 from perse.export.video import interpolation_frames, write_video
 from perse.export.web import write_web_bundle
-from perse.pipeline import RunState
 from perse.pipeline import run as run_pipeline
 from perse.synth.catalog import CATALOG
 
@@ -48,8 +47,10 @@ MIN_DISPLAY_SIZE = 256
 
 
 def run_seconds(photo: str, run_dir: str, config: PipelineConfig, cancel: CancelToken) -> int:
-    clips = len(config.synth.categories) * config.synth.values + 1
-    return int(RUN_SECONDS_BASE + RUN_SECONDS_PER_STEP * config.avatar.steps + RUN_SECONDS_PER_CLIP * clips)
+    runs = [config, draft_config(config)] if config.draft.enabled else [config]
+    clips = sum(len(c.synth.categories) * c.synth.values + 1 for c in runs)
+    steps = sum(c.avatar.steps for c in runs)
+    return int(RUN_SECONDS_BASE + RUN_SECONDS_PER_STEP * steps + RUN_SECONDS_PER_CLIP * clips)
 
 
 @spaces.GPU(duration=run_seconds)
@@ -58,30 +59,33 @@ def pipeline_events(photo: str, run_dir: str, config: PipelineConfig, cancel: Ca
 
 
 class AvatarCache:
-    """Loaded avatars by (run folder, training key): a re-trained run never serves its old avatar."""
+    """Loaded avatars by (run folder, checkpoint file's identity): a re-trained run, or a training run's
+    newer checkpoint, never serves the avatar loaded before; one avatar is kept per folder."""
 
     def __init__(self, capacity: int = 8):
         self.capacity = capacity
-        self._items: OrderedDict[tuple[str, str], Avatar] = OrderedDict()
+        self._items: OrderedDict[tuple[str, tuple[int, int]], Avatar] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, run_dir: str | Path) -> Avatar:
-        key = (str(run_dir), RunState(Path(run_dir)).done.get("train", ""))
+        checkpoint = RunPaths(run_dir).checkpoint
+        try:
+            stat = checkpoint.stat()
+        except OSError:
+            raise PerseError(f"{checkpoint} is missing: this avatar is no longer there; build it again") from None
+        key = (str(run_dir), (stat.st_mtime_ns, stat.st_size))
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
         avatar = Avatar.load(run_dir)
         with self._lock:
+            for older in [k for k in self._items if k[0] == key[0]]:
+                del self._items[older]
             self._items[key] = avatar
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return avatar
-
-    def drop(self, run_dir: str | Path) -> None:
-        with self._lock:
-            for key in [k for k in self._items if k[0] == str(run_dir)]:
-                del self._items[key]
 
 
 AVATARS = AvatarCache()

@@ -379,17 +379,19 @@ def train(run_dir: Path | str, config: PipelineConfig, cancel: CancelToken = NEV
                                 f"`perse train {run} --resume` continues")
             losses = trainer.step()
             i = trainer.step_index
-            if i % cfg.checkpoint_every == 0 and i < cfg.steps:
+            saved = i % cfg.checkpoint_every == 0 and i < cfg.steps
+            if saved:
                 trainer.save()
             image = trainer.preview() if i % cfg.preview_every == 0 or i == cfg.steps else None
-            if i % log_every == 0 or image is not None or i == cfg.steps:
+            if i % log_every == 0 or image is not None or saved or i == cfg.steps:
                 metrics = {"step": i, "elapsed": time.perf_counter() - start, "psnr": psnr(*trainer.last_render)}
                 metrics.update({k: float(v.detach()) for k, v in losses.items()})
                 yield Progress("train", i / cfg.steps, f"step {i}/{cfg.steps} loss {metrics['total']:.4f}",
-                               image=str(image) if image else None, metrics=metrics)
+                               image=str(image) if image else None, metrics=metrics, avatar=str(run) if saved else None)
     trainer.save()
     avatar = Avatar(trainer.model, config, trainer.dataset.trained_categories, trainer.dataset.meta.expression_names,
                     trainer.size, np.asarray(trainer.dataset.meta.intrinsics))
     ply = write_ply(RunPaths(run).avatar_ply, avatar.gaussians())
     yield Progress("train", 1.0, f"done in {time.perf_counter() - start:.1f} s; avatar saved to {checkpoint}",
-                   clip=str(ply), metrics={"step": trainer.step_index, "elapsed": time.perf_counter() - start})
+                   clip=str(ply), metrics={"step": trainer.step_index, "elapsed": time.perf_counter() - start},
+                   avatar=str(run))

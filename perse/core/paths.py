@@ -4,6 +4,7 @@
 <run>/portrait.png, portrait.json, matte.png, debug.png     ingest
 <run>/config.json, stages.json                              pipeline (settings; which stages are done)
 <run>/.lock, .work/                                         pipeline (the one writer; stages being rebuilt)
+<run>/draft/                                                pipeline (the draft avatar: a run folder of its own)
 <run>/dataset/meta.json, clips/, pairs/, previews/, edits.png, init_points.npz     synth (perse.dataset)
 <run>/avatar/checkpoint.pt, config.json, holdout.json, avatar.ply, previews/, train_log.jsonl    train
 <run>/renders/                                              export
@@ -61,6 +62,11 @@ class RunPaths:
     def work(self) -> Path:
         """Where the pipeline rebuilds stages before swapping them in (perse.pipeline)."""
         return self.root / ".work"
+
+    @property
+    def draft(self) -> Path:
+        """The draft avatar's run folder (perse.config.DraftConfig), when the run builds one."""
+        return self.root / "draft"
 
     # synth
     @property

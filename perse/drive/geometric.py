@@ -1,8 +1,8 @@
 """The "geometric" blendshape estimator: expression scores measured on the 478-point face mesh.
 
-Every measure is taken in the head's own frame (the landmarks turned back to frontal with the ingest
-stage's head rotation, so a turned head does not read as a narrower mouth) and in units of the outer
-eye-corner distance, which no expression changes, so the scores do not depend on how large or far the
+Every measure is taken in the head's own frame (the landmarks turned back to frontal with a rotation
+fitted to points that no expression moves, so a turned head does not read as a narrower mouth, nor a
+smile as a nod) and in units of the outer eye-corner distance, which no expression changes, so the scores do not depend on how large or far the
 face is. The features are the measures; scores compare them with a neutral face's: 0 at the neutral, 1 at
 a full expression (`FULL`, the change the animator's full-strength expressions make, perse.synth.animate),
 with corrections where one expression moves another's measure (an open jaw drags the mouth corners
@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from perse.core.expressions import ARKIT_BLENDSHAPES, ARKIT_INDEX
-from perse.ingest.face import head_rotation
 from perse.synth import face as F
 
 # Eyelid point pairs (upper, lower) across the middle of each eye opening.
@@ -30,6 +29,17 @@ UPPER_LIP_TOP, UPPER_LIP_INNER, LOWER_LIP_INNER, LOWER_LIP_BOTTOM = 0, 13, 14, 1
 CHEEK = {"right": 177, "left": 401}  # the cheeks' outline beside the nose base, where a puff swells them
 # most; points higher up move with the lower lids and with glasses, whose rims a frown drags down
 MIDLINE = (168, 6, 197, 195, 5, 4, F.NOSE_TIP, F.SUBNASALE)  # nose bridge to base: the face's symmetry line
+# The head's frame comes from points that expressions barely move: mirror pairs (eye corners, the
+# face's sides and temples) for its left-right axis, and the eye corners and upper nose to the nose's
+# lower half for its up-down axis. The ingest stage's head_rotation spans the mouth corners, so a smile,
+# a pucker or a funnel tilted it by 3-11 degrees (on the animator's clips of the four assets/ portraits),
+# which read as brow and mouth-corner moves; the nose wings are left out, a one-sided smile lifts one.
+FRAME_PAIRS = ((33, 263), (133, 362), (234, 454), (127, 356), (93, 323), (21, 251), (162, 389))
+FRAME_TOP, FRAME_BOTTOM = (33, 133, 263, 362, 6, 197), (195, 5, 4, F.NOSE_TIP)
+# The nose runs forward as it runs down: its line leans this far (degrees) from the eyes-to-mouth line
+# that the ingest stage calls upright (47-55 on the four assets/ portraits), so the frame is turned back
+# by it; left leaning, a lip pushed forward would read as lowered, and heights would shrink by a quarter.
+FRAME_TILT_DEG = 52.0
 
 
 SIDES = ("left", "right")
@@ -48,10 +58,23 @@ FEATURES = (
 )
 
 
+def head_frame(p: np.ndarray) -> np.ndarray:
+    """Rotation (3x3, columns the head's x, y, z axes in landmark coordinates) of a face's rigid points."""
+    x = sum((p[b] - p[a]) / np.linalg.norm(p[b] - p[a]) for a, b in FRAME_PAIRS)
+    x /= np.linalg.norm(x)
+    y = p[list(FRAME_BOTTOM)].mean(axis=0) - p[list(FRAME_TOP)].mean(axis=0)
+    y -= x * np.dot(y, x)
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    tilt = np.radians(FRAME_TILT_DEG)
+    y = np.cos(tilt) * y + np.sin(tilt) * z
+    return np.stack([x, y, np.cross(x, y)], axis=1)
+
+
 def frontal(landmarks: np.ndarray) -> np.ndarray:
     """The landmarks turned back to a frontal, upright head about their centroid, in eye-corner units."""
     p = np.asarray(landmarks, np.float64)
-    q = (p - p.mean(axis=0)) @ head_rotation(p)
+    q = (p - p.mean(axis=0)) @ head_frame(p)
     return q / np.linalg.norm(q[EYE_CORNERS["right"][0]] - q[EYE_CORNERS["left"][0]])
 
 
@@ -90,7 +113,7 @@ def measure(landmarks: np.ndarray) -> dict[str, float]:
 
 # A typical resting face, in eye-corner units: the mean of the portraits in assets/ (ingested at 384 px),
 # except the lip gap: two of them smile with parted lips, and a resting mouth is closed.
-REST = {"lip_gap": 0.0, "lip_thickness": 0.142, "mouth_width": 0.745, "brow_gap": 0.295, "cheek_width": 1.554,
+REST = {"lip_gap": 0.0, "lip_thickness": 0.143, "mouth_width": 0.745, "brow_gap": 0.295, "cheek_width": 1.544,
         **{f"{name}_{side}": value for side in SIDES for name, value in (
             ("corner_height", -0.19), ("corner_out", 0.372), ("eye_opening", 0.223), ("brow_inner", 0.175),
             ("brow_outer", 0.129))}}
@@ -98,20 +121,25 @@ REST = {"lip_gap": 0.0, "lip_thickness": 0.142, "mouth_width": 0.745, "brow_gap"
 # (perse.synth.animate) move on an ingested portrait, so that a score of 1 is the avatar's full strength.
 # Lip gap 0.25; each corner's lift plus widening 0.12; a pucker narrows the mouth by 0.11 (mediapipe
 # barely sees the lips move forward, so their depth is left out); pressed lips lose 0.05 of red height; a stretch
-# pulls each corner out by 0.06; eyelids close by 0.06-0.08 and open wide by 0.015-0.03; brows rise 0.015
-# (inner) and 0.065 (outer) and fall 0.03; a puff widens the cheeks by 0.08.
+# pulls each corner out by 0.06; eyelids close by 0.06-0.08 and open wide by 0.015-0.03; a puff widens the
+# cheeks by 0.08. The brows, as mediapipe's mesh follows them (the mean of the four assets/ portraits'
+# clips): browInnerUp lifts the inner ends 0.046 and the outer 0.019, browOuterUp the outer ends 0.046
+# (brow_outer stays 0.065: at 0.046 the score clipped at 1 through every pulse and its correlation with
+# the truth fell from 0.74 to 0.69) and the inner 0.017, browDown lowers them by 0.031 and 0.025;
+# brow_inner is the inner rise less what the outer one implies (BROW_INNER_WITH_OUTER).
 FULL = {"jaw": 0.25, "smile": 0.12, "narrow": 0.12, "press": 0.05, "stretch": 0.06, "blink": 0.08, "wide": 0.035,
-        "brow_inner": 0.02, "brow_outer": 0.065, "brow_down": 0.03, "brow_gap": 0.04, "puff": 0.08}
+        "brow_inner": 0.039, "brow_outer": 0.065, "brow_down": 0.028, "puff": 0.08}
 # Opening the jaw drags the mouth corners down and out by about these fractions of the lip gap, which
 # must not read as a stretch.
 JAW_CORNER_DROP, JAW_CORNER_OUT = 0.33, 0.1
 # Smiling pushes the cheeks out by about this fraction of the mouth's widening; a puff does so alone.
 SMILE_CHEEK_SPREAD = 0.35
 # Raising the brows also opens the eyes by about this fraction of the rise (lowering them closes the
-# eyes as much), which is neither eyeWide nor a blink; raising the outer brows lifts the inner ones by
-# about this fraction, which is no browInnerUp.
+# eyes as much), which is neither eyeWide nor a blink. Each brow raise lifts the other end of the brow
+# too, by about 0.35-0.4 as much (the mesh's brow is one smooth curve): an outer rise this fraction of the
+# inner one is no browInnerUp.
 BROW_EYE_OPENING = 0.45
-BROW_INNER_WITH_OUTER = 0.25
+BROW_INNER_WITH_OUTER = 0.36
 # The "O" of a funnel parts the lips as a jaw does; this fraction of the funnel is not read as jaw.
 FUNNEL_LIP_GAP = 0.6
 
@@ -128,12 +156,15 @@ def scores_from_measures(m: dict[str, float], neutral: dict[str, float]) -> dict
     thinning = -change["lip_thickness"] / FULL["press"]
     brow_inner = (change["brow_inner_left"] + change["brow_inner_right"]) / 2
     brow_outer = (change["brow_outer_left"] + change["brow_outer_right"]) / 2
-    frown = max(-brow_inner / FULL["brow_down"], -change["brow_gap"] / FULL["brow_gap"])
+    # A frown lowers the whole brow, so both ends' drop measures it: the inner ends alone (and the gap
+    # between them, which glasses hide and the mesh moves with every brow control) fell as little as
+    # 0.004 on one portrait, and by both ends browDown's correlation with the truth rose from 0.56 to 0.74.
+    frown = -(brow_inner + brow_outer) / 2 / FULL["brow_down"]
     scores = {
         "jawOpen": opening - FUNNEL_LIP_GAP * max(funnel, 0.0),
         "mouthPucker": narrowing - opening,
         "mouthFunnel": funnel,
-        "browInnerUp": (brow_inner - BROW_INNER_WITH_OUTER * max(brow_outer, 0.0)) / FULL["brow_inner"],
+        "browInnerUp": (brow_inner - BROW_INNER_WITH_OUTER * brow_outer) / FULL["brow_inner"],
         "cheekPuff": (change["cheek_width"] - SMILE_CHEEK_SPREAD * max(change["mouth_width"], 0.0)) / FULL["puff"]
                      - opening,
     }

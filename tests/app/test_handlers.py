@@ -160,6 +160,45 @@ def test_a_visitor_keeps_avatars_across_reloads_and_failed_runs(handlers, portra
     assert handlers.choose(session, 7) == {"builds": back["builds"]}
 
 
+def test_a_draft_avatar_is_played_with_while_the_build_runs(handlers, portrait, tmp_path, monkeypatch):
+    fake = install(monkeypatch)
+    fake.draft = True
+    session = handlers.root.open("api:d")
+    done = list(handlers.run(portrait, ["hair"], "tiny", session, _request("d")))[-1]
+    assert done["status"].startswith("**Avatar ready**")
+    earlier = session.current
+
+    fake.gate.clear()
+    fake.trained.clear()
+    run = handlers.run(portrait, ["hair"], "tiny", session, _request("d"))
+    shown = next(out for out in run if "studio" in out)
+    build = session.current
+    assert build is not earlier and build.avatar_name == "draft" and session.run_dir == build.folder / "draft"
+    assert shown["slider:hair"]["maximum"] == 1, "the draft's sliders: its two looks"
+    assert "The studio below shows the avatar so far (draft)" in shown["status"]
+    assert handlers.slide(session, 1.0, 0, 0, category="hair")["view"] is not None
+    assert fake.edited[-1] == str(build.folder / "draft"), "the draft answers the sliders"
+
+    # The training checkpoint has the finished avatar's looks: the studio is rebuilt once more, then serves it.
+    fake.trained.set()
+    rebuilt = next(out for out in run if "studio" in out)
+    assert rebuilt["slider:hair"]["maximum"] == 2 and session.run_dir == build.folder / ".work"
+    assert build.avatar_name == "training step 5"
+    fake.gate.set()
+    final = list(run)[-1]
+    assert final["status"].startswith("**Avatar ready**") and session.run_dir == build.folder
+    assert fake.opened[-3:] == [f"{build.folder}/draft", f"{build.folder}/.work", str(build.folder)]
+
+    # A build stopped after its draft gives the studio back to the avatar shown before it.
+    fake.gate.clear()
+    fake.trained.clear()
+    run = handlers.run(portrait, ["hair"], "tiny", session, _request("d"))
+    next(out for out in run if "studio" in out)
+    assert session.current is not build and session.current.avatar_name == "draft"
+    handlers.cancel(session)
+    assert list(run)[-1]["status"].startswith("**Stopped.**") and session.current is build
+
+
 def test_an_avatar_unlike_the_person_is_ready_with_a_warning(handlers, portrait, monkeypatch):
     fake = install(monkeypatch)
     fake.identity = {"backend": "dlib", "threshold": 0.5, "mean": 0.31}

@@ -76,7 +76,7 @@ def test_a_build_nobody_watches_is_cancelled_and_its_session_then_expires(tmp_pa
     build = Build(1, session.folder / "builds" / "001", str(tmp_path / "me.png"), config, weights=CPU_WEIGHTS,
                   clock=clock)
     session.builds.append(build)
-    build.start(threading.BoundedSemaphore(1), on_ready=lambda b: None)
+    build.start(threading.BoundedSemaphore(1), on_avatar=lambda b: None, on_end=lambda b: None)
     assert fake.started.wait(10)
     clock.now += 1000
     build.watched_at = clock.now - 30  # watched half a minute ago: the page may be reloading
