@@ -208,7 +208,7 @@ class DraftConfig:
     frames: int = ranged(4, 1)
     size: int = ranged(256, 32, MAX_IMAGE_SIZE)
     num_gaussians: int = ranged(20_000, 1)
-    steps: int = ranged(400, 1)
+    steps: int = ranged(300, 1)
 
 
 @dataclass

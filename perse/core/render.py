@@ -137,7 +137,9 @@ def warm_up(size: int = 64, count: int = 256) -> float | None:
 
     A server calls it at start so that its first visitor does not pay for what the first CUDA render
     costs: loading gsplat's extension (building it, where no prebuilt one was found), creating the CUDA
-    context and the first launch of the rasterizer's kernels and their gradients, which training uses.
+    context and the first launch of the rasterizer's kernels and their gradients, which training uses,
+    and the first optimizer step (torch imports its compiler stack on the first optimizer: 2 s, an
+    eighth of a draft avatar's time).
     """
     if not torch.cuda.is_available():
         return None
@@ -157,6 +159,7 @@ def warm_up(size: int = 64, count: int = 256) -> float | None:
     scene = scene.map(lambda t: t.cuda().requires_grad_(True))
     result = render(scene, Camera.frontal(size, 14.0), backend="gsplat")
     (result.rgb.sum() + result.alpha.sum()).backward()
+    torch.optim.Adam(scene.tensors()).step()
     torch.cuda.synchronize()
     return time.perf_counter() - start
 
