@@ -113,9 +113,11 @@ def test_a_visitor_builds_edits_and_exports_an_avatar(app_server, shots, tmp_pat
         page.screenshot(path=shots / "02-running-after-reload.png", full_page=True)
         assert len(app_server.sessions()) == 1, "one visitor, one work folder"
 
+        # The studio opens at training's first checkpoint, while the build goes on, then the finished avatar.
         hair = page.locator("#slider-hair input[type=range]")
         expect(hair).to_be_visible(timeout=RUN_TIMEOUT_MS)
-        expect(page.locator("#status")).to_contain_text("Avatar ready")
+        page.screenshot(path=shots / "02b-studio-while-building.png", full_page=True)
+        expect(page.locator("#status")).to_contain_text("Avatar ready", timeout=RUN_TIMEOUT_MS)
         expect(page.locator("#cancel")).to_be_disabled()
         # A reload of the finished page keeps the avatar, listed under "Your avatars".
         page.reload()
