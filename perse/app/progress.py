@@ -82,8 +82,8 @@ class RunView:
     @property
     def overall(self) -> float:
         """Whole-run progress in [0, 1], each stage weighted by its expected share of the time."""
-        # The draft, when there is one, is built before the run's own stages (perse.pipeline.run).
-        order = [name for name in ("draft", *STAGES) if name in self.weights]
+        # The draft, when there is one, is built right after ingest (perse.pipeline.run).
+        order = [name for name in (STAGES[0], "draft", *STAGES[1:]) if name in self.weights]
         if self.stage not in order:
             return 0.0
         total = sum(self.weights[name] for name in order)

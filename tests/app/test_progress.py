@@ -37,6 +37,11 @@ def test_overall_progress_follows_the_expected_time():
         seen = [view.update(Progress(stage, f)).overall
                 for stage in ("ingest", "synth", "train", "export", "metrics") for f in (0.0, 0.5, 1.0)]
         assert seen == sorted(seen) and seen[0] == 0.0 and abs(seen[-1] - 1.0) < 1e-9
+    # A draft is built between ingest and synthesis (perse.pipeline.run): the bar never moves back.
+    view = RunView(weights=stage_weights(3000, gpu=True, draft=True))
+    seen = [view.update(Progress(stage, f)).overall
+            for stage in ("ingest", "draft", "synth", "train", "export", "metrics") for f in (0.0, 0.5, 1.0)]
+    assert seen == sorted(seen) and seen[0] == 0.0 and abs(seen[-1] - 1.0) < 1e-9 and seen[3] < seen[5]
     view = RunView(weights=stage_weights(200, gpu=False))
     span = view.update(Progress("train", 1.0)).overall - view.update(Progress("train", 0.0)).overall
     assert abs(span - 0.8) < 1e-9, "training takes 80 % of a tiny CPU run, so 80 % of the bar"
