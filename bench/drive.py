@@ -79,6 +79,15 @@ def _shown_path(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def write_result(args, name: str, result: dict) -> int:
+    """The bench's JSON as args.out/<name>_<device>.json, its path printed."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{name}_{args.device}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(path)
+    return 0
+
+
 def pose_error(reference, measured) -> dict:
     """Mean absolute yaw and pitch error (degrees) of one performance against another (or the truth)."""
     import numpy as np
@@ -147,11 +156,7 @@ def tracker_only(args, estimator: str, work: Path) -> int:
     print(f"tracker vs truth, {len(results)} portraits: mean r {s['mean_correlation']:.3f}, {s['controls_correlated']}/"
           f"{s['controls']} (control, portrait) pairs r >= {TARGETS['correlation']}, mean MAE {s['mean_mae']:.3f}, "
           f"on {result['device']}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"drive_tracker_{args.device}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(path)
-    return 0
+    return write_result(args, "drive_tracker", result)
 
 
 def render_speed(args) -> int:
@@ -186,10 +191,7 @@ def render_speed(args) -> int:
           f"{frames / seconds / fps:.1f}x real time at {fps:g} fps, on {result['device']}")
     args.out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(kept, axis=1)).save(args.out / f"drive_render_{args.device}.png")
-    path = args.out / f"drive_render_{args.device}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(path)
-    return 0
+    return write_result(args, "drive_render", result)
 
 
 def main() -> int:
@@ -298,11 +300,7 @@ def main() -> int:
     print(f"speed: {fps:.1f} frames/s at {args.size} px = {fps / info.fps:.2f}x real time "
           f"(tracking {last.metrics['track_seconds']:.1f} s, rendering + encoding {last.metrics['render_seconds']:.1f} s) "
           f"on {result['device']}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"drive_{args.device}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(path)
-    return 0
+    return write_result(args, "drive", result)
 
 
 if __name__ == "__main__":
