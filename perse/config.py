@@ -323,12 +323,15 @@ def _check_range(key: str, value: Any, spec: dataclasses.Field) -> None:
             raise ConfigError(f"config key '{key}': {item!r} is out of range; allowed: {allowed.describe(integer)}")
 
 
+def _sections(config: PipelineConfig) -> dict[str, Any]:
+    """The config's sections by name (ingest, synth, ...): every field that is itself a dataclass."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if dataclasses.is_dataclass(getattr(config, f.name))}
+
+
 def check_config(config: PipelineConfig) -> None:
     """Every numeric field in its range: for configs built or changed in Python rather than by build_config."""
-    for section in (config, *(getattr(config, f.name) for f in dataclasses.fields(config)
-                              if dataclasses.is_dataclass(getattr(config, f.name)))):
-        prefix = "" if section is config else next(f.name for f in dataclasses.fields(config)
-                                                   if getattr(config, f.name) is section) + "."
+    for prefix, section in {"": config, **{f"{name}.": section for name, section in _sections(config).items()}}.items():
         for spec in dataclasses.fields(section):
             value = getattr(section, spec.name)
             if not dataclasses.is_dataclass(value):
@@ -341,8 +344,7 @@ def set_value(config: PipelineConfig, key: str, value: Any) -> None:
     target: Any = config
     for part in parts[:-1]:
         if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
-            sections = ", ".join(f.name for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name)))
-            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: {sections}")
+            raise ConfigError(f"unknown config section '{part}' in '{key}'; sections: {', '.join(_sections(config))}")
         target = getattr(target, part)
     name = parts[-1]
     types = _field_types(target)
@@ -430,14 +432,15 @@ def draft_config(config: PipelineConfig) -> PipelineConfig:
     smaller clips (no mixed or held-out looks), fewer Gaussians and steps, no held-out frames, and no
     interpolation targets (its in-betweens go untrained: they were two thirds of its synthesis time)."""
     draft = config.draft
+    steps = min(draft.steps, config.avatar.steps)
     return build_config(config.preset, overrides={
         **{key: value for key, value in _flatten(config.to_dict()).items() if not key.startswith("draft.")},
         "synth.values": min(draft.values, config.synth.values), "synth.frames": min(draft.frames, config.synth.frames),
         "synth.size": min(draft.size, config.synth.size), "synth.mixes": 0, "synth.holdout_looks": 0,
         "synth.interp_ts": (),
         "avatar.num_gaussians": min(draft.num_gaussians, config.avatar.num_gaussians),
-        "avatar.steps": min(draft.steps, config.avatar.steps), "avatar.checkpoint_every": draft.steps,
-        "avatar.preview_every": draft.steps, "avatar.holdout_every": 0})
+        "avatar.steps": steps, "avatar.checkpoint_every": steps, "avatar.preview_every": steps,
+        "avatar.holdout_every": 0})
 
 
 def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
