@@ -54,6 +54,27 @@ def test_pucker_funnel_and_brows_are_told_apart(animate):
         assert np.argmax(controls[row]) == EXPRESSION_NAMES.index(name), (name, controls[row].round(2))
 
 
+def test_lips_closing_from_a_parted_rest_read_as_a_press_unless_the_mouth_widens():
+    # A portrait smiling with its teeth showing rests with parted lips: pressing closes them, and a
+    # stretch draws them together too while it widens the mouth. Neither is a closing jaw (a pucker).
+    from perse.drive.geometric import FEATURES, REST
+
+    def features(**changes: float) -> np.ndarray:
+        face = {**REST, "lip_gap": 0.1}
+        for name, change in changes.items():
+            face[name] += change
+        return np.array([face[name] for name in FEATURES])
+
+    rest = features()
+    pressed = features(lip_gap=-0.1)
+    stretched = features(lip_gap=-0.05, mouth_width=0.12, corner_out_left=0.06, corner_out_right=0.06)
+    controls = _controls(GeometricEstimator.scores(np.stack([pressed, stretched]), rest))
+    press, stretch = (_column(controls, name) for name in ("mouthPress", "mouthStretch"))
+    assert press[0] == 1.0 and stretch[0] == 0.0
+    assert stretch[1] > 0.9 and press[1] < 0.1
+    assert np.all(_column(controls, "mouthPucker") == 0.0) and np.all(_column(controls, "jawOpen") == 0.0)
+
+
 def test_the_estimators_are_chosen_by_name():
     assert ESTIMATORS.load("geometric") is GeometricEstimator
     assert ESTIMATORS.load("mediapipe") is LandmarkerEstimator
