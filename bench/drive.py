@@ -1,12 +1,13 @@
 """Driving an avatar with a face video: tracker accuracy, retargeting fidelity, identity and speed.
 
     .venv/bin/python bench/drive.py --run RUN [--device cpu|cuda] [--size 512] [--seconds 20]
-                                    [--portrait assets/grace_hopper.jpg]
+                                    [--portrait assets/grace_hopper.jpg] [--clip CLIP] [--work DIR]
 
 The driving video is made here, so it is redistributable and has ground truth: a public-domain portrait
 from assets/ lifted to 3D by the synthesis stage's animator and rendered with a scripted performance
 (perse.drive.synthetic: every control pulsing alone and in pairs, the head turning +-20 deg yaw and
-+-10 deg pitch), encoded at 25 fps. Then:
++-10 deg pitch), encoded at 25 fps (or, with --clip, one this bench made before: kept with --work, for a
+machine that can drive but not make it). Then:
 
 - tracker: the driving clip tracked and retargeted, against the script's known controls and head pose;
 - fidelity: RUN's avatar driven by the clip (perse.drive.drive), the output tracked the same way, and
@@ -206,6 +207,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512, help="driving clip and render size in pixels")
     parser.add_argument("--seconds", type=float, default=20.0, help="driving clip length (25 fps)")
     parser.add_argument("--work", type=Path, help="folder for the clips (default: a temporary one)")
+    parser.add_argument("--clip", type=Path,
+                        help="drive with this clip, made by this bench from --portrait with the same --seconds "
+                             "(e.g. on a machine whose scipy can make it), instead of making one")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--render-speed", action="store_true",
                         help="only time rendering the scripted performance (no clip, no tracking, no encoding)")
@@ -224,7 +228,7 @@ def main() -> int:
     from perse.core.expressions import EXPRESSION_NAMES
     from perse.drive import drive
     from perse.drive.landmarker import ENV
-    from perse.drive.synthetic import write_clip
+    from perse.drive.synthetic import scripted_truth, write_clip
     from perse.drive.video import frames, probe
     from perse.ingest import ingest
     from perse.synth.identity import make_scorer
@@ -235,14 +239,19 @@ def main() -> int:
     if args.tracker_only:
         return tracker_only(args, estimator, work)
     config = drive_config(args, estimator)
-    driving = work / f"driving_{args.portrait.stem}_{args.size}.mp4"
     rendered = work / f"rendered_{args.run.name}_{args.size}.mp4"
-
-    start = time.perf_counter()
-    truth = write_clip(ingest(args.portrait, config), config, driving, args.seconds)
-    clip_seconds = time.perf_counter() - start
+    if args.clip:
+        driving, truth, clip_seconds = args.clip, scripted_truth(args.seconds), None
+    else:
+        driving = work / f"driving_{args.portrait.stem}_{args.size}.mp4"
+        start = time.perf_counter()
+        truth = write_clip(ingest(args.portrait, config), config, driving, args.seconds)
+        clip_seconds = round(time.perf_counter() - start, 1)
 
     source = performance(driving, config)
+    if len(source.controls) != len(truth.controls):
+        raise SystemExit(f"{driving} has {len(source.controls)} frames, not the {len(truth.controls)} of a "
+                         f"{args.seconds:g} s scripted clip: give the --seconds it was made with")
     tracker = compare(truth.controls, source.controls, EXPRESSION_NAMES)
     tracker_pose = pose_error(truth, source)
 
@@ -272,7 +281,7 @@ def main() -> int:
         "video": {"file": driving.name, "portrait": _shown_path(args.portrait),
                   "made_by": "perse.drive.synthetic.write_clip (lift animator)",
                   "seconds": args.seconds, "fps": info.fps, "size": args.size, "frames": last.metrics["frames"],
-                  "make_seconds": round(clip_seconds, 1)},
+                  "make_seconds": clip_seconds},
         "run": str(args.run), "avatar_expressions": list(avatar.expression_names),
         "estimator": estimator, "neutral_frame": source.neutral,
         "tracker_vs_truth": {"summary": summary(tracker), "pose": tracker_pose, "per_control": tracker},

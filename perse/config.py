@@ -193,7 +193,7 @@ class DriveConfig:
     # 3-frame blink at 30 fps and cut a still face's jitter to a third (perse.drive.retarget).
     smoothing_min_cutoff: float = ranged(1.0, **POSITIVE)
     smoothing_beta: float = ranged(3.0, 0)
-    # Processes tracking frames in parallel (each with its own mediapipe graphs); 0 = one per core up to 8.
+    # Processes tracking frames in parallel (each with its own mediapipe graphs); 0 = one per core up to 16.
     track_workers: int = ranged(0, 0, 64)
 
 

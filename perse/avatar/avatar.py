@@ -62,6 +62,16 @@ def _in_range(what: str, value: Any, bounds: tuple[float, float]) -> float:
     return number
 
 
+def _render_size(size: Any) -> int | None:
+    """A render size as given (None: the training size), checked to be a whole number of pixels."""
+    if size is None:
+        return None
+    number = _in_range("size", size, (1, MAX_RENDER_SIZE))
+    if not number.is_integer():
+        raise PerseError(f"size must be a whole number of pixels in [1, {MAX_RENDER_SIZE}], got {size!r}")
+    return int(number)
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file then rename, so a crash never leaves a half-written checkpoint."""
     with atomic_path(path) as tmp:
@@ -319,13 +329,28 @@ class Avatar:
         old four names) or a full vector.
         """
         yaw, pitch = _in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE)
-        if size is not None:
-            number = _in_range("size", size, (1, MAX_RENDER_SIZE))
-            if not number.is_integer():
-                raise PerseError(f"size must be a whole number of pixels in [1, {MAX_RENDER_SIZE}], got {size!r}")
-            size = int(number)
-        out = render(self.gaussians(selection, expression), self.camera(yaw, pitch, size), background,
+        out = render(self.gaussians(selection, expression), self.camera(yaw, pitch, _render_size(size)), background,
                      backend=self.config.avatar.renderer)
+        return out.rgb.clamp(0, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def render_frames(self, selection: Selection, yaws: Sequence[float], pitches: Sequence[float],
+                      expressions: Sequence, size: int | None = None, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+        """(B, size, size, 3) float images in [0, 1]: frame i at yaws[i], pitches[i] and expressions[i] (each
+        as `render` takes it), one look, decoded and rendered as one batch: on a GPU a batch of frames costs
+        little more than one (a driven video's frames)."""
+        if not len(yaws) == len(pitches) == len(expressions):
+            raise PerseError(f"render_frames needs as many yaws, pitches and expressions, got {len(yaws)}, "
+                             f"{len(pitches)}, {len(expressions)}")
+        size = _render_size(size) or self.image_size
+        cameras = [self.camera(_in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE), size)
+                   for yaw, pitch in zip(yaws, pitches)]
+        latent = self.latent(selection)
+        codes = torch.stack([self.expression(expression) for expression in expressions])
+        gaussians = self.model.decode(latent.expand(len(codes), -1), codes)
+        viewmats = torch.as_tensor(np.stack([camera.viewmat for camera in cameras]), dtype=torch.float32)
+        out = render_batch(gaussians, viewmats, torch.as_tensor(cameras[0].K, dtype=torch.float32), size, size,
+                           background, backend=self.config.avatar.renderer)
         return out.rgb.clamp(0, 1).cpu().numpy()
 
     def fit_code(self, image: np.ndarray, mask: np.ndarray, category: str, yaw: float = 0.0, pitch: float = 0.0,

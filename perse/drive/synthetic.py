@@ -67,6 +67,11 @@ def script(names: tuple[str, ...], seconds: float, fps: float, turn: bool = True
     return np.clip(expressions, 0.0, 1.0), yaw, pitch
 
 
+def scripted_truth(seconds: float, fps: float = 25.0, turn: bool = True) -> GroundTruth:
+    """What a clip of `seconds` that `write_clip` made shows: every frame's controls and head pose."""
+    return GroundTruth(fps, *script(EXPRESSION_NAMES, seconds, fps, turn))
+
+
 def write_clip(portrait: Portrait, config: PipelineConfig, out: Path, seconds: float, fps: float = 25.0,
                turn: bool = True) -> GroundTruth:
     """Animate `portrait` through `script` into the MP4 `out`, with the truth: each frame's controls and pose."""
@@ -74,16 +79,17 @@ def write_clip(portrait: Portrait, config: PipelineConfig, out: Path, seconds: f
     from perse.synth.animate.motion import MotionScript
 
     animator = make_animator(config.synth.animator, portrait, config)
-    expressions, yaw, pitch = script(EXPRESSION_NAMES, seconds, fps, turn)
+    truth = scripted_truth(seconds, fps, turn)
     image = portrait.image.astype(np.float32) / 255
     writer = Mp4Writer(out, (portrait.size, portrait.size), fps)
     try:
-        for start in range(0, len(yaw), ANIMATE_BATCH):
+        for start in range(0, len(truth.yaw), ANIMATE_BATCH):
             part = slice(start, start + ANIMATE_BATCH)
-            motion = MotionScript(yaw[part], pitch[part], expressions[part], animator.pivot, portrait.fov_deg)
+            motion = MotionScript(truth.yaw[part], truth.pitch[part], truth.controls[part], animator.pivot,
+                                  portrait.fov_deg)
             for frame in animator.animate(image, portrait.matte, motion).images:
                 writer.write(frame)
     finally:
         writer.close()
-    return GroundTruth(fps, expressions, yaw, pitch)
+    return truth
 

@@ -28,7 +28,7 @@ BOX_OF_MESH = 0.8
 # Frames a worker tracks in one go: long enough that following the face pays, short enough that the
 # workers stay busy and little is held in flight.
 CHUNK = 16
-AUTO_WORKERS_MAX = 8
+AUTO_WORKERS_MAX = 16
 # Below this many frames, starting worker processes (each imports mediapipe) costs more than it saves.
 MIN_FRAMES_FOR_WORKERS = 4 * CHUNK
 # Mesh points that no expression moves (forehead, nose, eye corners, the face's sides above the jaw):
@@ -73,7 +73,7 @@ class FaceTracker:
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         if self.previous is not None:
-            found = mesh_landmarks(rgb, box_from_landmarks(self.previous))
+            found = mesh_landmarks(rgb, box_from_landmarks(self.previous), eyes_in_order=True)
             if found is not None:
                 return found
         boxes = detect_faces(rgb)
@@ -103,7 +103,8 @@ def _track_chunk(chunk: list[np.ndarray]) -> list[FrameTrack]:
 
 
 def worker_count(config, frames: int | None) -> int:
-    """How many processes to track with: drive.track_workers, or one per core (at most 8); one for short clips."""
+    """How many processes to track with: drive.track_workers, or one per core (at most AUTO_WORKERS_MAX); one
+    for short clips."""
     wanted = config.track_workers or min(AUTO_WORKERS_MAX, len(os.sched_getaffinity(0)))
     if frames is not None and frames < MIN_FRAMES_FOR_WORKERS:
         return 1

@@ -101,9 +101,14 @@ def face_angle(rgb: np.ndarray, box: FaceBox) -> float:
     return angle
 
 
-def mesh_landmarks(rgb: np.ndarray, box: FaceBox) -> np.ndarray | None:
-    """478 3D landmarks in photo pixels from an upright close-up around `box`, or None if the mesh fails."""
-    close_up, to_crop = _close_up(rgb, box, face_angle(rgb, box), MESH_INPUT)
+def mesh_landmarks(rgb: np.ndarray, box: FaceBox, eyes_in_order: bool = False) -> np.ndarray | None:
+    """478 3D landmarks in photo pixels from an upright close-up around `box`, or None if the mesh fails.
+
+    `eyes_in_order`: the box's eyes come from a face mesh (a tracked face's previous frame), never
+    swapped, so their line alone turns the face upright, without face_angle's dlib check (40% of a
+    tracked frame's time)."""
+    angle = eye_roll_deg(box.eyes) if eyes_in_order else face_angle(rgb, box)
+    close_up, to_crop = _close_up(rgb, box, angle, MESH_INPUT)
     result = mesh.FACE_MESH.process(close_up)
     if not result.multi_face_landmarks:
         return None

@@ -192,6 +192,20 @@ def test_expressions_by_old_and_new_names(trained_run):
         avatar.render(expression={"grin": 1.0})
 
 
+def test_a_batch_of_frames_renders_as_each_frame_alone(trained_run):
+    avatar = Avatar.load(trained_run, "cpu")
+    yaws, pitches = [0.0, 20.0, -15.0], [0.0, -10.0, 5.0]
+    expressions = [{}, {"jawOpen": 1.0}, {"smile": 0.5, "eyeBlinkLeft": 1.0}]
+    frames = avatar.render_frames({"hair": 1}, yaws, pitches, expressions, size=48)
+    alone = [avatar.render({"hair": 1}, yaw=y, pitch=p, expression=e, size=48)
+             for y, p, e in zip(yaws, pitches, expressions)]
+    np.testing.assert_allclose(frames, np.stack(alone), atol=1e-5)
+    with pytest.raises(PerseError, match="as many yaws, pitches and expressions, got 3, 2, 3"):
+        avatar.render_frames(None, yaws, pitches[:2], expressions)
+    with pytest.raises(PerseError, match=r"yaw must be a number in \[-180, 180\], got 400"):
+        avatar.render_frames(None, [400], [0], [{}])
+
+
 def test_a_checkpoint_of_the_four_old_controls_asks_for_a_rebuild(trained_run, tmp_path):
     from perse.core.paths import RunPaths
 

@@ -1,11 +1,14 @@
-"""Training on CUDA: gsplat's MCMC strategy densifies the avatar's own parameters and optimizer state."""
+"""Training on CUDA: gsplat's MCMC strategy densifies the avatar's own parameters and optimizer state; the
+trained avatar renders batches of frames as each frame alone."""
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
+from perse.avatar.avatar import Avatar
 from perse.avatar.densify import GAUSSIAN_PARAMS, GsplatMCMC
 from perse.avatar.train import Trainer, train
 from perse.testing.training import tiny_config, training_frame_psnr
@@ -51,3 +54,11 @@ def test_cuda_training_with_gsplat_strategy_overfits(procedural_run, tmp_path):
     value = training_frame_psnr(run, "cuda")
     print(f"CUDA training-frame PSNR on the person: {value:.2f} dB")
     assert value >= 30.0
+    # A driven video's frames are rendered in batches (perse.drive.run): gsplat's batch equals each frame alone.
+    avatar = Avatar.load(run, "cuda")
+    yaws, pitches, expressions = [0.0, 25.0, -10.0], [0.0, -5.0, 10.0], [{}, {"jawOpen": 1.0}, {"eyeBlinkLeft": 1.0}]
+    frames = avatar.render_frames(None, yaws, pitches, expressions, size=96)
+    alone = np.stack([avatar.render(None, yaw=y, pitch=p, expression=e, size=96)
+                      for y, p, e in zip(yaws, pitches, expressions)])
+    # Float noise of a differently ordered sum: within a grey level.
+    assert np.abs(frames - alone).max() < 1 / 255

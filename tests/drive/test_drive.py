@@ -52,6 +52,7 @@ def test_the_api_reports_progress_and_stops_when_cancelled(tiny_avatar_run, face
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert events[-1].clip == str(tmp_path / "out.mp4") and events[-1].metrics["frames"] == 12
     assert events[-1].metrics["audio"] is False  # not asked for
+    assert events[-1].metrics["track_seconds"] >= 0 and events[-1].metrics["render_seconds"] >= 0
 
     cancel = CancelToken()
     cancel.cancel()
