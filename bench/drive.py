@@ -16,6 +16,9 @@ machine that can drive but not make it). Then:
 - identity: the dlib scorer's similarity of the rendered frames to RUN's portrait;
 - speed: frames per second of drive() (tracking, rendering, encoding) against the video's frame rate.
 
+With --rendered OUT (and --clip), OUT, an output of drive() made elsewhere from that clip, is judged here
+instead (no speed): a machine with the tracker judges what a GPU rendered.
+
 Prints a table and writes bench/results/drive_<device>.json, naming the video.
 
     python bench/drive.py --tracker-only [--portraits assets/a.jpg ...] [--size 256] [--seconds 12]
@@ -211,6 +214,9 @@ def main() -> int:
                         help="drive with this clip, made by this bench from --portrait with the same --seconds "
                              "(e.g. on a machine whose scipy can make it), instead of making one")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--rendered", type=Path,
+                        help="judge this output of drive() with --clip, rendered elsewhere (e.g. on a GPU), instead "
+                             "of driving here (no speed is measured)")
     parser.add_argument("--render-speed", action="store_true",
                         help="only time rendering the scripted performance (no clip, no tracking, no encoding)")
     parser.add_argument("--tracker-only", action="store_true",
@@ -218,6 +224,8 @@ def main() -> int:
     args = parser.parse_args()
     if not args.tracker_only and args.run is None:
         parser.error("--run is required (except with --tracker-only)")
+    if args.rendered and not args.clip:
+        parser.error("--rendered needs the --clip it was driven by")
     if args.render_speed:
         return render_speed(args)
 
@@ -256,12 +264,19 @@ def main() -> int:
     tracker_pose = pose_error(truth, source)
 
     avatar = Avatar.load(args.run, args.device)
-    avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
-    start = time.perf_counter()
-    *_, last = drive(avatar, driving, rendered, config=config, size=args.size)
-    drive_seconds = time.perf_counter() - start
-    fps = last.metrics["frames"] / drive_seconds
     info = probe(driving, config.drive.max_seconds)
+    speed = None
+    if args.rendered:
+        rendered = args.rendered
+    else:
+        avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
+        start = time.perf_counter()
+        *_, last = drive(avatar, driving, rendered, config=config, size=args.size)
+        drive_seconds = time.perf_counter() - start
+        fps = last.metrics["frames"] / drive_seconds
+        speed = {"drive_seconds": round(drive_seconds, 2), "fps": round(fps, 1),
+                 "realtime_factor": round(fps / info.fps, 2), "track_seconds": last.metrics["track_seconds"],
+                 "render_seconds": last.metrics["render_seconds"], "render_size": args.size}
 
     shown = [name for name in EXPRESSION_NAMES if name in avatar.expression_names]
     columns = [EXPRESSION_NAMES.index(name) for name in shown]
@@ -271,7 +286,7 @@ def main() -> int:
 
     scorer = make_scorer("dlib", config)
     portrait = np.asarray(Image.open(args.run / "portrait.png").convert("RGB"))
-    picks = set(np.linspace(0, last.metrics["frames"] - 1, IDENTITY_FRAMES).round().astype(int).tolist())
+    picks = set(np.linspace(0, len(output.controls) - 1, IDENTITY_FRAMES).round().astype(int).tolist())
     renders = [frame for i, frame in enumerate(frames(probe(rendered, 1e9), 1e9)) if i in picks]
     reference = scorer.embed(portrait)
     similarities = [scorer.similarity(reference, e) for e in scorer.embed_batch(renders)]
@@ -280,17 +295,15 @@ def main() -> int:
         "bench": "drive", "device": device_name(args.device), "machine": machine(),
         "video": {"file": driving.name, "portrait": _shown_path(args.portrait),
                   "made_by": "perse.drive.synthetic.write_clip (lift animator)",
-                  "seconds": args.seconds, "fps": info.fps, "size": args.size, "frames": last.metrics["frames"],
+                  "seconds": args.seconds, "fps": info.fps, "size": args.size, "frames": len(source.controls),
                   "make_seconds": clip_seconds},
-        "run": str(args.run), "avatar_expressions": list(avatar.expression_names),
+        "run": str(args.run), "rendered": _shown_path(rendered) if args.rendered else "by this bench (drive())", "avatar_expressions": list(avatar.expression_names),
         "estimator": estimator, "neutral_frame": source.neutral,
         "tracker_vs_truth": {"summary": summary(tracker), "pose": tracker_pose, "per_control": tracker},
         "render_vs_driving": {"summary": summary(fidelity), "pose": fidelity_pose, "per_control": fidelity},
         "identity": {"backend": "dlib", "mean": float(np.mean(similarities)), "min": float(np.min(similarities)),
                      "frames": len(similarities)},
-        "speed": {"drive_seconds": round(drive_seconds, 2), "fps": round(fps, 1),
-                  "realtime_factor": round(fps / info.fps, 2), "track_seconds": last.metrics["track_seconds"],
-                  "render_seconds": last.metrics["render_seconds"], "render_size": args.size},
+        "speed": speed,
         "targets": TARGETS,
     }
     print(f"{'control':16s} {'tracker r':>9s} {'MAE':>6s}   {'render r':>9s} {'MAE':>6s}")
@@ -306,9 +319,10 @@ def main() -> int:
               f"r >= {TARGETS['correlation']}, mean MAE {s['mean_mae']:.3f}; yaw error {pose['yaw_mae_deg']:.2f} deg, "
               f"pitch error {pose['pitch_mae_deg']:.2f} deg")
     print(f"identity (dlib, renders vs portrait): mean {result['identity']['mean']:.3f}, min {result['identity']['min']:.3f}")
-    print(f"speed: {fps:.1f} frames/s at {args.size} px = {fps / info.fps:.2f}x real time "
-          f"(tracking {last.metrics['track_seconds']:.1f} s, rendering + encoding {last.metrics['render_seconds']:.1f} s) "
-          f"on {result['device']}")
+    if speed:
+        print(f"speed: {speed['fps']:.1f} frames/s at {args.size} px = {speed['realtime_factor']:.2f}x real time "
+              f"(tracking {speed['track_seconds']:.1f} s, rendering + encoding {speed['render_seconds']:.1f} s) "
+              f"on {result['device']}")
     return write_result(args, "drive", result)
 
 
