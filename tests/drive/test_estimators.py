@@ -54,9 +54,10 @@ def test_pucker_funnel_and_brows_are_told_apart(animate):
         assert np.argmax(controls[row]) == EXPRESSION_NAMES.index(name), (name, controls[row].round(2))
 
 
-def test_lips_closing_from_a_parted_rest_read_as_a_press_unless_the_mouth_widens():
+def test_lips_closing_from_a_parted_rest_read_as_a_press_and_corners_drawn_out_as_a_stretch():
     # A portrait smiling with its teeth showing rests with parted lips: pressing closes them, and a
-    # stretch draws them together too while it widens the mouth. Neither is a closing jaw (a pucker).
+    # stretch draws them together too while it widens the mouth. Neither is a closing jaw (a pucker),
+    # and corners drawn out without rising are no smile.
     from perse.drive.geometric import FEATURES, REST
 
     def features(**changes: float) -> np.ndarray:
@@ -73,6 +74,7 @@ def test_lips_closing_from_a_parted_rest_read_as_a_press_unless_the_mouth_widens
     assert press[0] == 1.0 and stretch[0] == 0.0
     assert stretch[1] > 0.9 and press[1] < 0.1
     assert np.all(_column(controls, "mouthPucker") == 0.0) and np.all(_column(controls, "jawOpen") == 0.0)
+    assert np.all(_column(controls, "mouthSmileLeft") == 0.0) and np.all(_column(controls, "mouthSmileRight") == 0.0)
 
 
 def test_the_estimators_are_chosen_by_name():
