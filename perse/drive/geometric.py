@@ -55,6 +55,7 @@ FEATURES = (
     *(f"brow_outer_{side}" for side in SIDES),  # outer brow end above the eye corners
     "brow_gap",  # between the inner brow ends
     "cheek_width",
+    "head_pitch",  # degrees, of the head's frame (head_frame): what the eyelids and brows seem to move with
 )
 
 
@@ -71,16 +72,17 @@ def head_frame(p: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], axis=1)
 
 
-def frontal(landmarks: np.ndarray) -> np.ndarray:
+def frontal(landmarks: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
     """The landmarks turned back to a frontal, upright head about their centroid, in eye-corner units."""
     p = np.asarray(landmarks, np.float64)
-    q = (p - p.mean(axis=0)) @ head_frame(p)
+    q = (p - p.mean(axis=0)) @ (head_frame(p) if frame is None else frame)
     return q / np.linalg.norm(q[EYE_CORNERS["right"][0]] - q[EYE_CORNERS["left"][0]])
 
 
 def measure(landmarks: np.ndarray) -> dict[str, float]:
     """FEATURES of one face."""
-    q = frontal(landmarks)
+    frame = head_frame(np.asarray(landmarks, np.float64))
+    q = frontal(landmarks, frame)
     y = q[:, 1]
     mid_x = float(q[list(MIDLINE), 0].mean())
 
@@ -96,6 +98,7 @@ def measure(landmarks: np.ndarray) -> dict[str, float]:
         "mouth_width": float(np.linalg.norm(q[MOUTH_CORNER["right"]] - q[MOUTH_CORNER["left"]])),
         "brow_gap": float(np.linalg.norm(mean_point(BROW_INNER["right"]) - mean_point(BROW_INNER["left"]))),
         "cheek_width": float(np.linalg.norm(q[CHEEK["right"]] - q[CHEEK["left"]])),
+        "head_pitch": float(np.degrees(np.arctan2(frame[1, 2], frame[2, 2]))),
     }
     for side in SIDES:
         corner = q[MOUTH_CORNER[side]]
@@ -112,8 +115,10 @@ def measure(landmarks: np.ndarray) -> dict[str, float]:
 
 
 # A typical resting face, in eye-corner units: the mean of the portraits in assets/ (ingested at 384 px),
-# except the lip gap: two of them smile with parted lips, and a resting mouth is closed.
+# except the lip gap (two of them smile with parted lips, and a resting mouth is closed) and the head's
+# pitch (the mean of their driving clips' neutral frames).
 REST = {"lip_gap": 0.0, "lip_thickness": 0.143, "mouth_width": 0.745, "brow_gap": 0.295, "cheek_width": 1.544,
+        "head_pitch": -4.8,
         **{f"{name}_{side}": value for side in SIDES for name, value in (
             ("corner_height", -0.19), ("corner_out", 0.372), ("eye_opening", 0.223), ("brow_inner", 0.175),
             ("brow_outer", 0.129))}}
@@ -149,10 +154,20 @@ FUNNEL_LIP_GAP = 0.6
 STRETCH_LIP_CLOSING = 0.45
 
 
+# mediapipe's eyelids and brows move with the head's pitch although the measures are taken in the head's
+# frame: per degree of head_pitch, by these (the mean over both sides of the four assets/ portraits'
+# clips, fitted on frames where no eye or brow control moves; R^2 0.4-0.85). Uncorrected, nodding 10
+# degrees read as over a third of a full eyeWide and of a browInnerUp.
+PITCH_SLOPE = {f"{name}_{side}": slope for side in SIDES for name, slope in (
+    ("eye_opening", -0.00128), ("brow_inner", -0.0016), ("brow_outer", -0.00065))}
+
+
 def scores_from_measures(m: dict[str, float], neutral: dict[str, float]) -> dict[str, float]:
     """The blendshapes behind perse.core.expressions' controls, from one face's measures and its
     neutral face's (unclipped)."""
     change = {name: m[name] - neutral[name] for name in FEATURES}
+    for name, slope in PITCH_SLOPE.items():
+        change[name] -= slope * change["head_pitch"]
     opening = change["lip_gap"] / FULL["jaw"]
     # What an open jaw does to the other measures is corrected for an opening only: lips closing from a
     # parted rest are no negative jaw (read as one, a press read as a stretch and a pucker, and a stretch

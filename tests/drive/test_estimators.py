@@ -77,6 +77,20 @@ def test_lips_closing_from_a_parted_rest_read_as_a_press_and_corners_drawn_out_a
     assert np.all(_column(controls, "mouthSmileLeft") == 0.0) and np.all(_column(controls, "mouthSmileRight") == 0.0)
 
 
+def test_a_nod_is_no_blink_nor_brow_move():
+    # mediapipe's lids and brows drift with the head's pitch (perse.drive.geometric.PITCH_SLOPE): a head
+    # lowered by 10 degrees, lids and brows drifting as they do, reads as no eye or brow control.
+    from perse.drive.geometric import FEATURES, PITCH_SLOPE, REST
+
+    nod = {**REST, "head_pitch": REST["head_pitch"] + 10.0}
+    for name, slope in PITCH_SLOPE.items():
+        nod[name] += 10.0 * slope
+    rest, nodded = (np.array([face[name] for name in FEATURES]) for face in (REST, nod))
+    controls = _controls(GeometricEstimator.scores(nodded[None], rest))[0]
+    eyes_and_brows = [name for name in EXPRESSION_NAMES if name.startswith(("eye", "brow"))]
+    assert all(controls[EXPRESSION_NAMES.index(name)] < 1e-9 for name in eyes_and_brows)
+
+
 def test_the_estimators_are_chosen_by_name():
     assert ESTIMATORS.load("geometric") is GeometricEstimator
     assert ESTIMATORS.load("mediapipe") is LandmarkerEstimator
