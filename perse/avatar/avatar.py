@@ -29,7 +29,7 @@ from perse.core.expressions import EXPRESSION_NAMES, LEGACY_CONTROLS, expand_leg
 from perse.core.gaussians import Gaussians
 from perse.core.io import atomic_path
 from perse.core.paths import RunPaths
-from perse.core.render import render, render_batch
+from perse.core.render import render_batch
 from perse.errors import PerseError
 from perse.synth.catalog import CATALOG, interpolation_pairs
 
@@ -328,10 +328,7 @@ class Avatar:
         to the image's left); `expression` is {name: value} (perse.core.expressions' controls, or the
         old four names) or a full vector.
         """
-        yaw, pitch = _in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE)
-        out = render(self.gaussians(selection, expression), self.camera(yaw, pitch, _render_size(size)), background,
-                     backend=self.config.avatar.renderer)
-        return out.rgb.clamp(0, 1).cpu().numpy()
+        return self.render_frames(selection, [yaw], [pitch], [expression], size, background)[0]
 
     @torch.no_grad()
     def render_frames(self, selection: Selection, yaws: Sequence[float], pitches: Sequence[float],
@@ -342,12 +339,13 @@ class Avatar:
         if not len(yaws) == len(pitches) == len(expressions):
             raise PerseError(f"render_frames needs as many yaws, pitches and expressions, got {len(yaws)}, "
                              f"{len(pitches)}, {len(expressions)}")
+        turns = [(_in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE))
+                 for yaw, pitch in zip(yaws, pitches)]
         size = _render_size(size) or self.image_size
-        cameras = [self.camera(_in_range("yaw", yaw, YAW_RANGE), _in_range("pitch", pitch, PITCH_RANGE), size)
-                   for yaw, pitch in zip(yaws, pitches)]
+        cameras = [self.camera(yaw, pitch, size) for yaw, pitch in turns]
         latent = self.latent(selection)
-        codes = torch.stack([self.expression(expression) for expression in expressions])
-        gaussians = self.model.decode(latent.expand(len(codes), -1), codes)
+        vectors = torch.stack([self.expression(expression) for expression in expressions])
+        gaussians = self.model.decode(latent.expand(len(vectors), -1), vectors)
         viewmats = torch.as_tensor(np.stack([camera.viewmat for camera in cameras]), dtype=torch.float32)
         out = render_batch(gaussians, viewmats, torch.as_tensor(cameras[0].K, dtype=torch.float32), size, size,
                            background, backend=self.config.avatar.renderer)

@@ -72,17 +72,18 @@ def head_frame(p: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], axis=1)
 
 
-def frontal(landmarks: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
-    """The landmarks turned back to a frontal, upright head about their centroid, in eye-corner units."""
-    p = np.asarray(landmarks, np.float64)
-    q = (p - p.mean(axis=0)) @ (head_frame(p) if frame is None else frame)
+def frontal(p: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Landmarks `p` turned back by their head's `frame` (head_frame) to a frontal, upright head about their
+    centroid, in eye-corner units."""
+    q = (p - p.mean(axis=0)) @ frame
     return q / np.linalg.norm(q[EYE_CORNERS["right"][0]] - q[EYE_CORNERS["left"][0]])
 
 
 def measure(landmarks: np.ndarray) -> dict[str, float]:
     """FEATURES of one face."""
-    frame = head_frame(np.asarray(landmarks, np.float64))
-    q = frontal(landmarks, frame)
+    p = np.asarray(landmarks, np.float64)
+    frame = head_frame(p)
+    q = frontal(p, frame)
     y = q[:, 1]
     mid_x = float(q[list(MIDLINE), 0].mean())
 

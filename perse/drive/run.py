@@ -139,6 +139,7 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
     # The video is decoded a second time only to be shown beside the render (a fifth of a frame's time).
     driving_frames = videos.frames(info, settings.max_seconds) if side_by_side else None
     batch = RENDER_BATCH if avatar.device.type == "cuda" else 1
+    every = _every(len(tracked))
     with videos.performance_writer(out, frame_size, info.fps, audio_from, config.export.gif_size) as writer:
         for first in range(0, len(tracked), batch):
             cancel.check()
@@ -147,7 +148,7 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
                                           size=size)
             for image in images:
                 writer.write(image if driving_frames is None else videos.side_by_side(next(driving_frames), image))
-            if first // _every(len(tracked)) != (first + len(images)) // _every(len(tracked)):
+            if first // every != (first + len(images)) // every:
                 yield Progress(STAGE, TRACK_SHARE + (1 - TRACK_SHARE) * first / len(tracked),
                                f"rendering frame {first + 1}/{len(tracked)}")
     render_seconds = time.perf_counter() - start
