@@ -14,10 +14,17 @@ machine that can drive but not make it). Then:
   every control and the head pose compared with the driving clip's (the judge is the "mediapipe"
   estimator when PERSE_FACE_LANDMARKER names its model, else the "geometric" one; both named in the JSON);
 - identity: the dlib scorer's similarity of the rendered frames to RUN's portrait;
-- speed: frames per second of drive() (tracking, rendering, encoding) against the video's frame rate.
+- speed: frames per second of drive() (tracking, rendering, encoding) against the video's frame rate,
+  "cold" (the tracking workers started by the call, as a first `perse drive` clip, where the avatar's
+  loading hides part of it) and "warm" (they run already, as in the app after its launch).
 
 With --rendered OUT (and --clip), OUT, an output of drive() made elsewhere from that clip, is judged here
 instead (no speed): a machine with the tracker judges what a GPU rendered.
+
+    python bench/drive.py --run RUN --device cuda --speed-only --clip CLIP --work DIR [--size 512]
+
+only drive()'s speed on CLIP, cold and warm, for a machine without the judge's identity scorer (dlib);
+writes bench/results/drive_speed_<device>.json and keeps the output in DIR for --rendered.
 
 Prints a table and writes bench/results/drive_<device>.json, naming the video.
 
@@ -198,6 +205,49 @@ def render_speed(args) -> int:
     return write_result(args, "drive_render", result)
 
 
+def timed_drive(avatar, driving: Path, rendered: Path, config, size: int, fps: float) -> dict:
+    """drive() end to end: tracking, retargeting, rendering and encoding."""
+    from perse.drive import drive
+
+    start = time.perf_counter()
+    *_, last = drive(avatar, driving, rendered, config=config, size=size)
+    seconds = time.perf_counter() - start
+    frames_per_second = last.metrics["frames"] / seconds
+    return {"drive_seconds": round(seconds, 2), "fps": round(frames_per_second, 1),
+            "realtime_factor": round(frames_per_second / fps, 2), "track_seconds": last.metrics["track_seconds"],
+            "render_seconds": last.metrics["render_seconds"]}
+
+
+def speed_only(args, estimator: str, work: Path) -> int:
+    """drive() timed on --clip, cold and warm, its output kept in --work for judging elsewhere (--rendered)."""
+    from perse.avatar.avatar import Avatar
+    from perse.drive.track import stop_tracking
+    from perse.drive.video import probe
+
+    config = drive_config(args, estimator)
+    avatar = Avatar.load(args.run, args.device)
+    info = probe(args.clip, config.drive.max_seconds)
+    rendered = work / f"rendered_{args.run.name}_{args.size}.mp4"
+    avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
+    stop_tracking()
+    speed = {start: timed_drive(avatar, args.clip, rendered, config, args.size, info.fps) for start in ("cold", "warm")}
+    result = {"bench": "drive_speed", "device": device_name(args.device), "machine": machine(),
+              "video": {"file": args.clip.name, "fps": info.fps, "size": list(info.size),
+                        "frames": info.expected_frames},
+              "run": str(args.run), "rendered": _shown_path(rendered), "estimator": estimator,
+              "render_size": args.size, "speed": speed, "targets": {"realtime_gpu": TARGETS["realtime_gpu"]}}
+    print_speed(speed, args.size, result["device"])
+    return write_result(args, "drive_speed", result)
+
+
+def print_speed(speed: dict, size: int, device: str) -> None:
+    for start in ("cold", "warm"):
+        s = speed[start]
+        print(f"speed, {start} tracking workers: {s['fps']:.1f} frames/s at {size} px = {s['realtime_factor']:.2f}x "
+              f"real time (tracking {s['track_seconds']:.2f} s, rendering + encoding {s['render_seconds']:.2f} s) "
+              f"on {device}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a run folder with a trained avatar (not for --tracker-only)")
@@ -219,13 +269,16 @@ def main() -> int:
                              "of driving here (no speed is measured)")
     parser.add_argument("--render-speed", action="store_true",
                         help="only time rendering the scripted performance (no clip, no tracking, no encoding)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only time drive() on --clip, cold and warm (no judging: for a machine without dlib), "
+                             "keeping its output in --work for --rendered")
     parser.add_argument("--tracker-only", action="store_true",
                         help="only the tracker against the truth, on every --portraits' clip (no avatar)")
     args = parser.parse_args()
     if not args.tracker_only and args.run is None:
         parser.error("--run is required (except with --tracker-only)")
-    if args.rendered and not args.clip:
-        parser.error("--rendered needs the --clip it was driven by")
+    if (args.rendered or args.speed_only) and not args.clip:
+        parser.error("--rendered and --speed-only need the --clip it was driven by")
     if args.render_speed:
         return render_speed(args)
 
@@ -234,9 +287,9 @@ def main() -> int:
 
     from perse.avatar.avatar import Avatar
     from perse.core.expressions import EXPRESSION_NAMES
-    from perse.drive import drive
     from perse.drive.landmarker import ENV
     from perse.drive.synthetic import scripted_truth, write_clip
+    from perse.drive.track import stop_tracking
     from perse.drive.video import frames, probe
     from perse.ingest import ingest
     from perse.synth.identity import make_scorer
@@ -246,6 +299,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     if args.tracker_only:
         return tracker_only(args, estimator, work)
+    if args.speed_only:
+        return speed_only(args, estimator, work)
     config = drive_config(args, estimator)
     rendered = work / f"rendered_{args.run.name}_{args.size}.mp4"
     if args.clip:
@@ -270,13 +325,10 @@ def main() -> int:
         rendered = args.rendered
     else:
         avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
-        start = time.perf_counter()
-        *_, last = drive(avatar, driving, rendered, config=config, size=args.size)
-        drive_seconds = time.perf_counter() - start
-        fps = last.metrics["frames"] / drive_seconds
-        speed = {"drive_seconds": round(drive_seconds, 2), "fps": round(fps, 1),
-                 "realtime_factor": round(fps / info.fps, 2), "track_seconds": last.metrics["track_seconds"],
-                 "render_seconds": last.metrics["render_seconds"], "render_size": args.size}
+        stop_tracking()  # the first drive starts its tracking workers, as `perse drive` does
+        speed = {start: timed_drive(avatar, driving, rendered, config, args.size, info.fps)
+                 for start in ("cold", "warm")}
+        speed["render_size"] = args.size
 
     shown = [name for name in EXPRESSION_NAMES if name in avatar.expression_names]
     columns = [EXPRESSION_NAMES.index(name) for name in shown]
@@ -321,9 +373,7 @@ def main() -> int:
               f"pitch error {pose['pitch_mae_deg']:.2f} deg")
     print(f"identity (dlib, renders vs portrait): mean {result['identity']['mean']:.3f}, min {result['identity']['min']:.3f}")
     if speed:
-        print(f"speed: {speed['fps']:.1f} frames/s at {args.size} px = {speed['realtime_factor']:.2f}x real time "
-              f"(tracking {speed['track_seconds']:.1f} s, rendering + encoding {speed['render_seconds']:.1f} s) "
-              f"on {result['device']}")
+        print_speed(speed, args.size, result["device"])
     return write_result(args, "drive", result)
 
 

@@ -332,10 +332,12 @@ class Avatar:
 
     @torch.no_grad()
     def render_frames(self, selection: Selection, yaws: Sequence[float], pitches: Sequence[float],
-                      expressions: Sequence, size: int | None = None, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+                      expressions: Sequence, size: int | None = None, background=(1.0, 1.0, 1.0),
+                      uint8: bool = False) -> np.ndarray:
         """(B, size, size, 3) float images in [0, 1]: frame i at yaws[i], pitches[i] and expressions[i] (each
         as `render` takes it), one look, decoded and rendered as one batch: on a GPU a batch of frames costs
-        little more than one (a driven video's frames)."""
+        little more than one (a driven video's frames). `uint8`: rounded to bytes where they were rendered,
+        for a video encoder (on a GPU a quarter of the copy to the host, and no conversion on its CPU)."""
         if not len(yaws) == len(pitches) == len(expressions):
             raise PerseError(f"render_frames needs as many yaws, pitches and expressions, got {len(yaws)}, "
                              f"{len(pitches)}, {len(expressions)}")
@@ -349,7 +351,10 @@ class Avatar:
         viewmats = torch.as_tensor(np.stack([camera.viewmat for camera in cameras]), dtype=torch.float32)
         out = render_batch(gaussians, viewmats, torch.as_tensor(cameras[0].K, dtype=torch.float32), size, size,
                            background, backend=self.config.avatar.renderer)
-        return out.rgb.clamp(0, 1).cpu().numpy()
+        rgb = out.rgb.clamp(0, 1)
+        if uint8:
+            rgb = (rgb * 255.0).round().to(torch.uint8)
+        return rgb.cpu().numpy()
 
     def fit_code(self, image: np.ndarray, mask: np.ndarray, category: str, yaw: float = 0.0, pitch: float = 0.0,
                  expression=None, steps: int = 200, lr: float = 0.02, base: Selection = None) -> torch.Tensor:

@@ -35,11 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from perse.cli.progress import ProgressPrinter, stop_on_ctrl_c
     from perse.drive import drive
     from perse.drive.run import check_output
+    from perse.drive.track import start_tracking
+    from perse.drive.video import probe
 
     check_output(args.output)
     _whole("--size", args.size, 1, MAX_RENDER_SIZE)
     _whole("--neutral", args.neutral, 0, 2**31 - 1)
     config = config_from_args(args)
+    # A bad clip is refused before the avatar loads, and the tracking workers start while it does.
+    start_tracking(config.drive, probe(args.video, config.drive.max_seconds).expected_frames)
     avatar = Avatar.load(args.run, device=config.resolved_device())
     look = _latent(avatar, args.set)
     printer = ProgressPrinter()

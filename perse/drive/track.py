@@ -3,12 +3,14 @@ ingest stage's head rotation) and the blendshape estimator's features (perse.dri
 
 The face is followed from frame to frame: the mesh is run around where the previous frame's face was,
 and the detector only runs when that fails (the first frame, a cut, a face coming back). Long clips
-are tracked by worker processes, each with its own mediapipe graphs, on chunks of consecutive frames.
+are tracked by worker processes, each with its own mediapipe graphs, on chunks of consecutive frames;
+the process keeps them for the next clip (TrackerPool).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,7 +22,7 @@ import numpy as np
 from perse.drive.blendshapes import make_estimator
 from perse.errors import PerseError
 from perse.ingest import mesh
-from perse.ingest.face import FaceBox, detect_faces, head_pose, mesh_landmarks
+from perse.ingest.face import MESH_INPUT, FaceBox, detect_faces, head_pose, mesh_landmarks
 
 # The detector's box spans about this much of the mesh's extent (brow to chin of forehead-to-chin):
 # a box made from the previous frame's landmarks then frames the mesh's close-up as a detection would.
@@ -79,6 +81,13 @@ class FaceTracker:
         boxes = detect_faces(rgb)
         return mesh_landmarks(rgb, boxes[0]) if boxes else None
 
+    @staticmethod
+    def warm_up() -> None:
+        """Load the detectors' and the mesh's graphs, which load on first use, on an empty picture."""
+        blank = np.zeros((MESH_INPUT, MESH_INPUT, 3), np.uint8)
+        detect_faces(blank)
+        mesh.FACE_MESH.process(blank)
+
     def __call__(self, rgb: np.ndarray) -> FrameTrack:
         landmarks = self.landmarks(rgb)
         features = None if landmarks is None else self.estimator.features(rgb, landmarks)
@@ -97,9 +106,106 @@ def _start_worker(config) -> None:
     _worker_tracker = FaceTracker(config)
 
 
-def _track_chunk(chunk: list[np.ndarray]) -> list[FrameTrack]:
+def _warm_worker() -> None:
+    """Load this worker's mediapipe graphs (each loads on its first frame, 0.5 s in all)."""
+    _worker_tracker.warm_up()
+
+
+def _track_chunk(ring: str, shape: tuple[int, ...], first: int, count: int) -> list[FrameTrack]:
+    """Track frames first..first+count of the frame ring file `ring` (FrameRing)."""
+    frames = np.memmap(ring, np.uint8, "r", shape=(first + count, *shape))
     _worker_tracker.previous = None  # a chunk follows on from another worker's
-    return [_worker_tracker(frame) for frame in chunk]
+    return [_worker_tracker(np.asarray(frames[first + index])) for index in range(count)]
+
+
+class FrameRing:
+    """Frames handed to the workers through a file they map, a block of CHUNK frames per chunk in flight.
+
+    Sent through the pool's pipes instead, a 512 px frame cost 2.5 ms to pickle and pass, more than
+    tracking it: 500 such frames took 1.2 s with 16 workers doing nothing (H200 machine, 16 cores). A
+    file in the temporary folder, not POSIX shared memory: containers often cap /dev/shm at 64 MB, and
+    a frame that the page cache holds is read as fast."""
+
+    def __init__(self, shape: tuple[int, ...], blocks: int):
+        self.shape = shape
+        self.blocks = blocks
+        handle, self.path = tempfile.mkstemp(prefix="perse-frames-", suffix=".rgb")
+        os.close(handle)
+        self.frames = np.memmap(self.path, np.uint8, "w+", shape=(blocks * CHUNK, *shape))
+
+    def put(self, index: int, chunk: list[np.ndarray]) -> int:
+        """Copy chunk number `index` into its block; returns the block's first frame."""
+        first = (index % self.blocks) * CHUNK
+        self.frames[first:first + len(chunk)] = chunk
+        return first
+
+    def release(self) -> None:
+        del self.frames
+        os.unlink(self.path)
+
+
+class TrackerPool:
+    """Worker processes that track chunks of frames, started and warmed up (graphs loaded) at once.
+
+    A process keeps its pool (tracker_pool): starting 16 workers costs 1-2 s, as long as tracking a
+    20-second clip with them, so a long-lived process (the app) pays it once, at launch, and `perse drive`
+    pays it while the avatar loads."""
+
+    def __init__(self, config, workers: int):
+        make_estimator(config)  # a missing model file fails here, once, not in every worker
+        self.key = _pool_key(config, workers)
+        self.pid = os.getpid()
+        # spawn: a forked copy of a process holding torch's (or CUDA's) threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(config,))
+        # One task per worker while none is idle: the executor starts them all now.
+        for _ in range(workers):
+            self.executor.submit(_warm_worker)
+
+    def usable_for(self, key) -> bool:
+        # A forked child (ZeroGPU's GPU calls) inherits the pool's object but not its threads.
+        return self.key == key and self.pid == os.getpid()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+_pool: TrackerPool | None = None
+
+
+def _pool_key(config, workers: int) -> tuple:
+    return config.blendshapes, config.face_landmarker, workers
+
+
+def start_tracking(config, frames: int | None = None) -> None:
+    """Start, without waiting, the workers that tracking a clip of `frames` frames will use (none for a
+    clip short enough for one process)."""
+    workers = worker_count(config, frames)
+    if workers > 1:
+        tracker_pool(config, workers)
+
+
+def tracker_pool(config, workers: int) -> TrackerPool:
+    """This process's pool of `workers` trackers for `config`'s estimator, started if need be."""
+    global _pool
+    if _pool is None or not _pool.usable_for(_pool_key(config, workers)):
+        stop_tracking()
+        _pool = TrackerPool(config, workers)
+    return _pool
+
+
+def stop_tracking() -> None:
+    """Stop this process's tracking workers (the next clip starts new ones)."""
+    global _pool
+    if _pool is not None and _pool.pid == os.getpid():
+        _pool.shutdown()
+    _pool = None
+
+
+def _discard(pool: TrackerPool) -> None:
+    global _pool
+    if _pool is pool:
+        _pool = None
 
 
 def worker_count(config, frames: int | None) -> int:
@@ -129,21 +235,25 @@ def track(frames: Iterable[np.ndarray], config, workers: int = 1) -> Iterator[Fr
         for frame in frames:
             yield tracker(frame)
         return
-    make_estimator(config)  # a missing model file fails here, once, not in every worker
-    # spawn: a forked copy of a process holding torch's (or CUDA's) threads can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(config,)) as pool:
-        pending: deque = deque()
-        try:
-            for chunk in _chunks(frames):
-                pending.append(pool.submit(_track_chunk, chunk))
-                while len(pending) >= 2 * workers:
-                    yield from pending.popleft().result()
-            while pending:
+    pool = tracker_pool(config, workers)
+    pending: deque = deque()
+    ring = None
+    try:
+        for index, chunk in enumerate(_chunks(frames)):
+            # With fewer than 2 * workers chunks in flight, the block of chunk index - 2 * workers is free.
+            ring = ring or FrameRing(chunk[0].shape, 2 * workers)
+            first = ring.put(index, chunk)
+            pending.append(pool.executor.submit(_track_chunk, ring.path, ring.shape, first, len(chunk)))
+            while len(pending) >= 2 * workers:
                 yield from pending.popleft().result()
-        except BrokenProcessPool as exc:
-            raise PerseError(f"a face-tracking worker process died ({exc}); retry with --override "
-                             f"drive.track_workers=1") from exc
-        finally:
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield from pending.popleft().result()
+    except BrokenProcessPool as exc:
+        _discard(pool)
+        raise PerseError(f"a face-tracking worker process died ({exc}); retry with --override "
+                         f"drive.track_workers=1") from exc
+    finally:
+        for future in pending:
+            future.cancel()
+        if ring is not None:
+            ring.release()

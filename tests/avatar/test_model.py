@@ -7,6 +7,7 @@ import torch
 
 from perse.avatar.avatar import SAMPLE_SPREAD, Avatar
 from perse.core.expressions import EXPRESSION_NAMES
+from perse.core.io import to_uint8
 from perse.dataset import read_dataset
 from perse.errors import PerseError
 from perse.testing.training import training_frame_psnr
@@ -200,6 +201,9 @@ def test_a_batch_of_frames_renders_as_each_frame_alone(trained_run):
     alone = [avatar.render({"hair": 1}, yaw=y, pitch=p, expression=e, size=48)
              for y, p, e in zip(yaws, pitches, expressions)]
     np.testing.assert_allclose(frames, np.stack(alone), atol=1e-5)
+    as_bytes = avatar.render_frames({"hair": 1}, yaws, pitches, expressions, size=48, uint8=True)
+    assert as_bytes.dtype == np.uint8
+    np.testing.assert_array_equal(as_bytes, to_uint8(frames))
     with pytest.raises(PerseError, match="as many yaws, pitches and expressions, got 3, 2, 3"):
         avatar.render_frames(None, yaws, pitches[:2], expressions)
     with pytest.raises(PerseError, match=r"yaw must be a number in \[-180, 180\], got 400"):
