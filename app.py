@@ -17,10 +17,10 @@ from typing import Any, Callable
 import spaces  # isort: skip
 import gradio as gr
 
-from perse.app.drive import DriveTab
+from perse.app.drive import TRACKING, DriveTab
 from perse.app.handlers import CATEGORY_SLOTS, EXPRESSIONS, Handlers, Settings
 from perse.app.session import SessionRoot
-from perse.config import PRESETS, DriveConfig, build_config
+from perse.config import PRESETS, build_config
 from perse.core.render import warm_up
 from perse.drive.track import start_tracking
 from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
@@ -262,7 +262,7 @@ def main() -> None:
     if not spaces.config.Config.zero_gpu:
         # The "Drive it" tab's face trackers start now, so no visitor waits for them (1-2 s a clip); a
         # ZeroGPU call runs in a process of its own, which starts its own.
-        start_tracking(DriveConfig())
+        start_tracking(TRACKING)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),

@@ -4,14 +4,14 @@ retarget them to the video's own neutral frame, render the performance at any lo
     for event in drive("runs/me", "clip.mp4", "out.mp4", look={"hair": 2}, keep_audio=True):
         print(f"{event.fraction:.0%} {event.message}")
 
-`drive` and `track_video` load the renderer (torch) on first use, so that the face-tracking worker
-processes, which import perse.drive.track, start without it.
+`drive`, `track_events` and `track_video` load the renderer (torch) on first use, so that the face-tracking
+worker processes, which import perse.drive.track, start without it.
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["drive", "track_video"]
+__all__ = ["drive", "track_events", "track_video"]
 
 
 def __getattr__(name: str) -> Any:

@@ -72,9 +72,16 @@ def _tracking(info: videos.VideoInfo, config: DriveConfig, cancel: CancelToken) 
     return _track(kept, info, config)
 
 
+def track_events(video: Path | str, config: DriveConfig, cancel: CancelToken = NEVER) -> Generator[Progress, None, Track]:
+    """Track every frame of a video (no rendering), yielding Progress over the tracking share of drive()'s
+    bar; returns the Track, which drive(tracked=...) renders. (Tracking needs no GPU: the app tracks
+    before its GPU call.)"""
+    return (yield from _tracking(videos.probe(video, config.max_seconds), config, cancel))
+
+
 def track_video(video: Path | str, config: DriveConfig, cancel: CancelToken = NEVER) -> Track:
     """Track every frame of a video (no rendering): what the bench compares driving and rendered clips with."""
-    tracking = _tracking(videos.probe(video, config.max_seconds), config, cancel)
+    tracking = track_events(video, config, cancel)
     while True:
         try:
             next(tracking)
@@ -96,7 +103,7 @@ def _track(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], info: videos
 def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look: Selection = None, *,
           config: PipelineConfig | None = None, neutral: int | None = None, side_by_side: bool = False,
           keep_audio: bool = False, size: int | None = None, device: str | None = None,
-          cancel: CancelToken = NEVER) -> Iterator[Progress]:
+          tracked: Track | None = None, cancel: CancelToken = NEVER) -> Iterator[Progress]:
     """Render `avatar` (an Avatar or a run folder) performing `video` into `out` (.mp4 or .gif), yielding
     Progress events; the last one names the clip and carries the numbers (frames, neutral frame, timings).
 
@@ -104,7 +111,8 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
     frame the performance is measured from (default: a calm frontal frame found in the video); `size`
     the render's side in pixels (default drive.size, else the avatar's training size); `keep_audio`
     copies the video's sound into an MP4; `side_by_side` shows the driving frame left of the render.
-    `config` defaults to the avatar's own (its drive and export sections are used).
+    `config` defaults to the avatar's own (its drive and export sections are used). `tracked`: the video's
+    Track (track_events), when it was tracked before (elsewhere), so only the rendering runs here.
     """
     out = Path(out)
     check_output(out)
@@ -117,7 +125,8 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
     size = size or settings.size or avatar.image_size
 
     start = time.perf_counter()
-    tracked = yield from _tracking(info, settings, cancel)
+    if tracked is None:
+        tracked = yield from _tracking(info, settings, cancel)
     track_seconds = time.perf_counter() - start
     if not tracked.found.any():
         raise PerseError(f"{info.path}: no face found in any of its {len(tracked)} frames; {NO_FACE_ADVICE}")

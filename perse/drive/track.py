@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import tempfile
+import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -171,6 +172,8 @@ class TrackerPool:
 
 
 _pool: TrackerPool | None = None
+# The app's handlers track on threads of their own: one pool for all of them.
+_pool_lock = threading.Lock()
 
 
 def _pool_key(config, workers: int) -> tuple:
@@ -188,14 +191,20 @@ def start_tracking(config, frames: int | None = None) -> None:
 def tracker_pool(config, workers: int) -> TrackerPool:
     """This process's pool of `workers` trackers for `config`'s estimator, started if need be."""
     global _pool
-    if _pool is None or not _pool.usable_for(_pool_key(config, workers)):
-        stop_tracking()
-        _pool = TrackerPool(config, workers)
-    return _pool
+    with _pool_lock:
+        if _pool is None or not _pool.usable_for(_pool_key(config, workers)):
+            _stop()
+            _pool = TrackerPool(config, workers)
+        return _pool
 
 
 def stop_tracking() -> None:
     """Stop this process's tracking workers (the next clip starts new ones)."""
+    with _pool_lock:
+        _stop()
+
+
+def _stop() -> None:
     global _pool
     if _pool is not None and _pool.pid == os.getpid():
         _pool.shutdown()
@@ -204,8 +213,9 @@ def stop_tracking() -> None:
 
 def _discard(pool: TrackerPool) -> None:
     global _pool
-    if _pool is pool:
-        _pool = None
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
 
 
 def worker_count(config, frames: int | None) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from perse.cli import main
 from perse.config import build_config
-from perse.drive import drive
+from perse.drive import drive, track_events, track_video
 from perse.errors import Cancelled, PerseError
 from perse.events import CancelToken
 from driveclips import pattern_frames, read_back, write_clip
@@ -61,3 +61,18 @@ def test_the_api_reports_progress_and_stops_when_cancelled(tiny_avatar_run, face
     assert not (tmp_path / "stopped.mp4").exists()
     with pytest.raises(PerseError, match="must be an .mp4 or a .gif"):
         next(drive(tiny_avatar_run, face_clip, tmp_path / "out.webm", config=config))
+
+
+def test_a_clip_tracked_beforehand_renders_as_one_tracked_by_drive_itself(tiny_avatar_run, face_clip, tmp_path):
+    from perse.drive.video import frames, probe
+
+    config = build_config("tiny", overrides={"drive.track_workers": 1, "device": "cpu"})
+    tracking = list(track_events(face_clip, config.drive))
+    assert tracking and all(event.fraction <= 0.5 for event in tracking)
+    tracked = track_video(face_clip, config.drive)
+    events = list(drive(tiny_avatar_run, face_clip, tmp_path / "given.mp4", config=config, tracked=tracked))
+    assert all(event.fraction >= 0.5 for event in events)
+    list(drive(tiny_avatar_run, face_clip, tmp_path / "own.mp4", config=config))
+    given, own = (list(frames(probe(tmp_path / name, 60), 60)) for name in ("given.mp4", "own.mp4"))
+    assert len(given) == len(own) == 12
+    np.testing.assert_array_equal(np.stack(given), np.stack(own))
