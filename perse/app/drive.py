@@ -94,7 +94,8 @@ class DriveTab:
         finally:
             self.root.touch(session)
 
-    def _shown(self, session: Session, events: Generator[Progress, None, Any]) -> Generator[dict[str, Any], None, Any]:
+    def _shown(self, session: Session,
+               events: Generator[Progress, None, Any]) -> Generator[dict[str, Any], None, Any]:
         """`events` streamed into the status line (the last, carrying the clip, as the result); returns what
         their generator returns (tracking's Track)."""
         while True:

@@ -72,7 +72,8 @@ def _tracking(info: videos.VideoInfo, config: DriveConfig, cancel: CancelToken) 
     return _track(kept, info, config)
 
 
-def track_events(video: Path | str, config: DriveConfig, cancel: CancelToken = NEVER) -> Generator[Progress, None, Track]:
+def track_events(video: Path | str, config: DriveConfig,
+                 cancel: CancelToken = NEVER) -> Generator[Progress, None, Track]:
     """Track every frame of a video (no rendering), yielding Progress over the tracking share of drive()'s
     bar; returns the Track, which drive(tracked=...) renders. (Tracking needs no GPU: the app tracks
     before its GPU call.)"""
@@ -153,6 +154,7 @@ def drive(avatar: Avatar | Path | str, video: Path | str, out: Path | str, look:
     driving_frames = videos.frames(info, settings.max_seconds) if side_by_side else None
     batch = RENDER_BATCH if avatar.device.type == "cuda" else 1
     every = _every(len(tracked))
+
     def write(images: np.ndarray) -> None:
         for image in images:
             writer.write(image if driving_frames is None else videos.side_by_side(next(driving_frames), image))
