@@ -114,15 +114,15 @@ def drive_config(args, estimator: str):
                                            "drive.blendshapes": estimator})
 
 
-def performance(video: Path, config):
-    """The video tracked and retargeted, as drive() would."""
+def performance(video: Path, config, neutral: int | None = None):
+    """The video tracked and retargeted, as drive() would (from `neutral`, else the frame it finds)."""
     from perse.drive import track_video
     from perse.drive.retarget import retarget
     from perse.synth.animate.motion import MAX_PITCH, MAX_YAW
 
     track = track_video(video, config.drive)
     return retarget(track, config.drive.smoothing_min_cutoff, config.drive.smoothing_beta, MAX_YAW, MAX_PITCH,
-                    config.ingest.fov_deg)
+                    config.ingest.fov_deg, neutral)
 
 
 def tracker_only(args, estimator: str, work: Path) -> int:
@@ -332,7 +332,9 @@ def main() -> int:
 
     shown = [name for name in EXPRESSION_NAMES if name in avatar.expression_names]
     columns = [EXPRESSION_NAMES.index(name) for name in shown]
-    output = performance(rendered, config)
+    # From the frame the driving clip was measured from: the avatar renders every frame relative to it, and a
+    # calm frame found elsewhere in the output (biden2's clip: 471 for 7) shifted its yaw by 4 degrees.
+    output = performance(rendered, config, source.neutral)
     fidelity = compare(source.controls[:, columns], output.controls[:, columns], shown)
     fidelity_pose = pose_error(source, output)
 
