@@ -153,22 +153,34 @@ def _native_stderr_silenced():
             os.close(saved)
 
 
+def _found_something(result) -> bool:
+    return bool(getattr(result, "multi_face_landmarks", None) or getattr(result, "detections", None)
+                or getattr(result, "segmentation_mask", None) is not None)
+
+
 class _Guarded:
-    """A mediapipe solution object plus the lock that serialises calls into it."""
+    """A mediapipe solution object plus the lock that serialises calls into it.
+
+    Its logs are hidden until a run has found something: the first face a graph sees logs too (a face
+    mesh's "NORM_RECT without IMAGE_DIMENSIONS"), also after an empty warm-up picture."""
 
     def __init__(self, factory):
         self._factory = factory
         self._model = None
+        self._quiet = True
         self._lock = threading.Lock()
 
     def process(self, rgb: np.ndarray):
         rgb = np.ascontiguousarray(rgb)
         with self._lock:
-            if self._model is None:
-                with _native_stderr_silenced():
+            if not self._quiet:
+                return self._model.process(rgb)
+            with _native_stderr_silenced():
+                if self._model is None:
                     self._model = self._factory()
-                    return self._model.process(rgb)
-            return self._model.process(rgb)
+                result = self._model.process(rgb)
+            self._quiet = not _found_something(result)
+            return result
 
 
 def _solutions():
