@@ -218,19 +218,25 @@ def timed_drive(avatar, driving: Path, rendered: Path, config, size: int, fps: f
             "render_seconds": last.metrics["render_seconds"]}
 
 
+def cold_and_warm(avatar, driving: Path, rendered: Path, config, size: int, fps: float) -> dict:
+    """timed_drive with the tracking workers started by the call (a first `perse drive` clip), then up."""
+    from perse.drive.track import stop_tracking
+
+    avatar.render(size=size)  # warm-up: first-call allocations, CUDA kernels
+    stop_tracking()
+    return {start: timed_drive(avatar, driving, rendered, config, size, fps) for start in ("cold", "warm")}
+
+
 def speed_only(args, estimator: str, work: Path) -> int:
     """drive() timed on --clip, cold and warm, its output kept in --work for judging elsewhere (--rendered)."""
     from perse.avatar.avatar import Avatar
-    from perse.drive.track import stop_tracking
     from perse.drive.video import probe
 
     config = drive_config(args, estimator)
     avatar = Avatar.load(args.run, args.device)
     info = probe(args.clip, config.drive.max_seconds)
     rendered = work / f"rendered_{args.run.name}_{args.size}.mp4"
-    avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
-    stop_tracking()
-    speed = {start: timed_drive(avatar, args.clip, rendered, config, args.size, info.fps) for start in ("cold", "warm")}
+    speed = cold_and_warm(avatar, args.clip, rendered, config, args.size, info.fps)
     result = {"bench": "drive_speed", "device": device_name(args.device), "machine": machine(),
               "video": {"file": args.clip.name, "fps": info.fps, "size": list(info.size),
                         "frames": info.expected_frames},
@@ -289,7 +295,6 @@ def main() -> int:
     from perse.core.expressions import EXPRESSION_NAMES
     from perse.drive.landmarker import ENV
     from perse.drive.synthetic import scripted_truth, write_clip
-    from perse.drive.track import stop_tracking
     from perse.drive.video import frames, probe
     from perse.ingest import ingest
     from perse.synth.identity import make_scorer
@@ -324,11 +329,7 @@ def main() -> int:
     if args.rendered:
         rendered = args.rendered
     else:
-        avatar.render(size=args.size)  # warm-up: first-call allocations, CUDA kernels
-        stop_tracking()  # the first drive starts its tracking workers, as `perse drive` does
-        speed = {start: timed_drive(avatar, driving, rendered, config, args.size, info.fps)
-                 for start in ("cold", "warm")}
-        speed["render_size"] = args.size
+        speed = {**cold_and_warm(avatar, driving, rendered, config, args.size, info.fps), "render_size": args.size}
 
     shown = [name for name in EXPRESSION_NAMES if name in avatar.expression_names]
     columns = [EXPRESSION_NAMES.index(name) for name in shown]
