@@ -260,7 +260,7 @@ def main() -> None:
     if settings.gpu and not spaces.config.Config.zero_gpu:
         print(f"gsplat's CUDA kernels warmed up in {warm_up():.1f} s", flush=True)
     if not spaces.config.Config.zero_gpu:
-        # The "Drive it" tab's face trackers start now, so no visitor waits for them (1-2 s a clip); a
+        # The "Drive it" tab's face trackers start now, so no visitor waits for them (1.7-3.5 s); a
         # ZeroGPU call runs in a process of its own, which starts its own.
         start_tracking(TRACKING)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

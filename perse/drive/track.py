@@ -148,9 +148,9 @@ class FrameRing:
 class TrackerPool:
     """Worker processes that track chunks of frames, started and warmed up (graphs loaded) at once.
 
-    A process keeps its pool (tracker_pool): starting 16 workers costs 1-2 s, as long as tracking a
-    20-second clip with them, so a long-lived process (the app) pays it once, at launch, and `perse drive`
-    pays it while the avatar loads."""
+    A process keeps its pool (tracker_pool): starting 16 workers cost 1.7-3.5 s on the H200 machine, more
+    than tracking a 20-second clip with them (1.0-1.2 s), so a long-lived process (the app) pays it once,
+    at launch, and `perse drive` pays it while the avatar loads."""
 
     def __init__(self, config, workers: int):
         make_estimator(config)  # a missing model file fails here, once, not in every worker
