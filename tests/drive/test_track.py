@@ -26,6 +26,7 @@ def test_workers_track_each_chunk_as_a_fresh_tracker_would_and_stay_for_the_next
         tracker = tracking.FaceTracker(config)
         expected += [tracker(frame) for frame in frames[start:start + tracking.CHUNK]]
     assert all(frame.found for frame in first)
-    for one, other, alone in zip(first, again, expected, strict=True):
-        np.testing.assert_allclose(one.features, alone.features, atol=1e-6)
-        np.testing.assert_allclose(other.pose, alone.pose, atol=1e-6)
+    for pooled in (first, again):
+        for one, alone in zip(pooled, expected, strict=True):
+            np.testing.assert_allclose(one.features, alone.features, atol=1e-6)
+            np.testing.assert_allclose(one.pose, alone.pose, atol=1e-6)
