@@ -2,6 +2,7 @@
 
     python bench/stage_profile.py runs/me --stages train,export,metrics --device cuda
     python bench/stage_profile.py runs/me --stages synth --top 40
+    python bench/stage_profile.py runs/me --stages train --kernel-steps 100 --device cuda
 
 The run folder is copied (to --work, default a temporary folder) and the profiled stages' outputs are
 removed from the copy, so each stage does its full work; the original run is untouched. Prints each
@@ -9,6 +10,8 @@ stage's wall time and its top functions by cumulative and by own time (the main 
 synth stage's worker threads show up as the time the main thread waits for them), and writes
 bench/results/stage_profile_<stages>.json. GPU work is asynchronous: a kernel's time is charged to the
 first call that waits for it (a .item(), a copy to the CPU), so read CUDA rows with that in mind.
+`--kernel-steps N` therefore also times N training steps of each training phase (before and after the
+interpolation loss starts) under torch.profiler, which charges every kernel to its own name.
 """
 from __future__ import annotations
 
@@ -87,6 +90,39 @@ def profile_stage(stage: str, run: Path, config, top: int) -> dict:
             "by_cumulative": top_rows(stats, "cumulative", top), "by_own": top_rows(stats, "tottime", top)}
 
 
+def kernel_profile(run: Path, config, steps: int, top: int) -> list[dict]:
+    """Milliseconds a training step takes in each phase, and the operators and kernels that take them."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from perse.avatar.train import Trainer
+
+    trainer = Trainer(run, config, config.resolved_device())
+    cuda = trainer.device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    phases = []
+    for phase, first in (("reconstruction", 0), ("interpolation", int(config.avatar.interp_start * config.avatar.steps))):
+        trainer.step_index = first
+        for _ in range(10):  # warm-up: allocator, kernels' first launches
+            trainer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                trainer.step()
+            if cuda:
+                torch.cuda.synchronize()
+        ms = 1000 * (time.perf_counter() - start) / steps
+        rows = [{"name": e.key[:90], "calls": e.count, "self_ms_per_step": round(
+                    (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1000 / steps, 3)}
+                for e in sorted(prof.key_averages(), key=lambda e: -(e.self_device_time_total if cuda
+                                                                      else e.self_cpu_time_total))[:top]]
+        phases.append({"phase": phase, "ms_per_step": round(ms, 2), "steps": steps, "sorted_by": sort, "top": rows})
+    return phases
+
+
 def main() -> int:
     from perse.config import config_from_dict
     from perse.core.paths import RunPaths
@@ -96,6 +132,8 @@ def main() -> int:
     parser.add_argument("--stages", default="train,export,metrics", help=f"comma-separated, from {', '.join(STAGES)}")
     parser.add_argument("--device", default=None, help="override the run's device (cpu or cuda)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--kernel-steps", type=int, default=0,
+                        help="also profile this many training steps of each phase with torch.profiler")
     parser.add_argument("--work", type=Path, default=None, help="where to copy the run (default: a temp folder)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -124,10 +162,17 @@ def main() -> int:
         print("-- by own time")
         for row in result["by_own"][:10]:
             print(f"{row['cumulative_s']:>12.3f} {row['own_s']:>8.3f} {row['calls']:>8}  {row['function']}")
+    kernels = kernel_profile(copy, config, args.kernel_steps, args.top) if args.kernel_steps > 0 else None
+    for phase in kernels or []:
+        print(f"\n== training steps, {phase['phase']}: {phase['ms_per_step']:.2f} ms a step "
+              f"(under the profiler, {phase['steps']} steps)")
+        for row in phase["top"]:
+            print(f"{row['self_ms_per_step']:>10.3f} ms {row['calls']:>7}  {row['name']}")
     out = args.out or ROOT / "bench" / "results" / f"stage_profile_{'_'.join(stages)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "profile", "run": args.run.name, "device": device_name(config.resolved_device()),
-                               "preset": config.preset, "stages": results}, indent=1))
+                               "preset": config.preset, "stages": results,
+                                     "kernel_profile": kernels}, indent=1))
     print(f"\nwrote {out}")
     return 0
 
