@@ -103,9 +103,6 @@ class SynthConfig:
     # Clips that change several categories at once (about half of them, one accessory at most), each
     # look one of the trained ones: they teach the avatar how looks combine (perse.synth.mix).
     mixes: int = ranged(16, 0)
-    # Worker processes that draw the looks and in-betweens (perse.synth.editing): -1 one per core (at most
-    # 16) on machines with 4 cores or more, when the editor can work in processes; 0 threads of this process.
-    edit_processes: int = ranged(-1, -1, 64)
     frames: int = ranged(32, 1)
     size: int = ranged(512, 32, MAX_IMAGE_SIZE)
     # Frames scoring below this are dropped; None uses the chosen scorer's own same-person threshold

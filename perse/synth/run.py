@@ -11,6 +11,8 @@ is skipped.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import os
 import threading
@@ -44,8 +46,8 @@ from perse.events import NEVER, CancelToken, Progress
 from perse.ingest.portrait import Portrait
 from perse.synth.animate.motion import motion_script
 from perse.synth.catalog import Value, interpolation_pairs, sample_values
-from perse.synth.edit import EDITORS, EditResult
-from perse.synth.editing import Editing, process_count
+from perse.synth.catalog import category as get_category
+from perse.synth.edit import EditResult
 from perse.synth.mix import plan_mixes
 
 PREVIEW_FRAMES = 8
@@ -78,6 +80,10 @@ def resize_portrait(portrait: Portrait, size: int) -> Portrait:
     )
 
 
+def _composite(image: np.ndarray, matte: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
+    return image * matte[..., None] + (1 - matte[..., None]) * np.asarray(background, np.float32)
+
+
 class _Timer:
     """Seconds per phase, reported in the final event so benches and users see where time goes (phases
     that run on worker threads sum their workers' time, so the phases can add up to more than the wall)."""
@@ -92,11 +98,8 @@ class _Timer:
         try:
             yield
         finally:
-            self.add(phase, time.perf_counter() - start)
-
-    def add(self, phase: str, seconds: float) -> None:
-        with self._lock:
-            self.seconds[phase] += seconds
+            with self._lock:
+                self.seconds[phase] += time.perf_counter() - start
 
 
 def cores() -> int:
@@ -139,7 +142,8 @@ class _Synthesis:
     order (source clip, one clip per chosen value, interpolation targets, the contact sheet)."""
 
     def __init__(self, run: Path, config: PipelineConfig, cancel: CancelToken):
-        from perse.synth.animate import ANIMATORS, make_animator
+        from perse.synth.animate import make_animator
+        from perse.synth.edit import make_editor
         from perse.synth.filter import IdentityFilter
         from perse.synth.identity import make_scorer
         from perse.synth.interp import check_method
@@ -157,10 +161,8 @@ class _Synthesis:
         self.ts = [float(t) for t in syn.interp_ts]
         if any(not 0.0 < t < 1.0 for t in self.ts):
             raise PerseError(f"synth.interp_ts={syn.interp_ts}: every t must lie strictly between 0 and 1")
-        self.interp = check_method(syn.interp, getattr(EDITORS.load(syn.editor), "exact", False))
-        # Started first: worker processes start while this one lifts the portrait and scores its identity.
-        self.editing = Editing(config, self.portrait, ANIMATORS.load(syn.animator).background,
-                               process_count(syn.editor, syn.edit_processes, cores()), cores())
+        self.editor = make_editor(syn.editor, config)
+        self.interp = check_method(syn.interp, getattr(self.editor, "exact", False))
         with self.timer("lift"):
             self.animator = make_animator(syn.animator, self.portrait, config)
         poses = motion_script(syn.frames, self.portrait.fov_deg, self.animator.pivot)
@@ -178,13 +180,14 @@ class _Synthesis:
         self.units = self.n_clips + PAIR_COST * self.n_pairs
         self.done = 0.0
         self.totals = {"kept": 0, "dropped": 0}
-        # Each category's drawn looks (index = code; None: the source) and their regions in bytes.
         self.edits: dict[str, list] = {}
-        self.edit_regions: dict[str, list] = {}
         self.sheet_images, self.sheet_labels = [self.source_image], ["source"]
         self.clip_order: list[str] = []
         self.pair_order: list[str] = []
         self.jobs = _BackgroundJobs()
+        # Edits and interpolation targets: numpy, OpenCV and torch work on whole images, which release
+        # the GIL for most of their time (on 16 cores, 16 threads kept 11 busy), one thread per core.
+        self.editing = ThreadPoolExecutor(cores(), thread_name_prefix="synth-edit")
         self.pair_targets: deque[tuple[Pair, Future]] = deque()
         self.writer = self._open_writer()
 
@@ -252,22 +255,33 @@ class _Synthesis:
         yield self._progress(f"source clip: kept {kept}/{count} frames", image=str(preview),
                              metrics={"clip": SOURCE, "kept": kept, "dropped": count - kept})
 
-    def _ahead(self, jobs: list[tuple[Any, str, tuple]]) -> Iterator[tuple[Any, EditResult]]:
-        """(key, edit) for every (key, Looks method, its arguments) in order. Edits are CPU work (a 3D hat
-        takes a second at 512 px) while animating is GPU work, so the editing workers draw a few looks
-        ahead of the animator; the window bounds the edits held in memory."""
+    def _edit(self, name: str, value: Value, portrait: Portrait | None = None) -> EditResult:
+        with self.timer("edit"):
+            return self.editor.edit(portrait or self.portrait, get_category(name), value, 1.0)
+
+    def _edit_mix(self, codes: dict[str, int]) -> EditResult:
+        """Several looks on one portrait, each drawn over the previous one's result (perse.synth.mix)."""
+        portrait, region, result = self.portrait, None, None
+        for name, code in codes.items():
+            result = self._edit(name, self.chosen[name][code - 1], portrait)
+            region = result.region if region is None else np.maximum(region, result.region)
+            portrait = dataclasses.replace(portrait, image=to_uint8(result.image), matte=result.matte)
+        return EditResult(result.image, region, result.matte, result.accessory)
+
+    def _ahead(self, jobs: list[tuple[Any, Callable[[], EditResult]]]) -> Iterator[tuple[Any, EditResult]]:
+        """(key, edit) for every (key, edit job) in order. Edits are CPU work (a 3D hat takes seconds at
+        512 px) while animating is GPU work, so worker threads edit a few looks ahead of the animator;
+        the window bounds the edits held in memory."""
         pending = iter(jobs)
         ahead: deque = deque()
         try:
             while True:
-                for key, method, args in itertools.islice(pending, 2 * self.jobs.workers - len(ahead)):
-                    ahead.append((key, self.editing.submit(method, *args)))
+                for key, job in itertools.islice(pending, 2 * self.jobs.workers - len(ahead)):
+                    ahead.append((key, self.editing.submit(job)))
                 if not ahead:
                     return
                 key, future = ahead.popleft()
-                seconds, result = self.editing.result(future)
-                self.timer.add("edit", seconds)
-                yield key, result
+                yield key, future.result()
         finally:
             for _, future in ahead:
                 future.cancel()
@@ -275,12 +289,11 @@ class _Synthesis:
     def value_clips(self) -> Iterator[Progress]:
         """One edited, animated clip per chosen look of every category; a category's interpolation targets
         are queued as soon as its looks are edited, so they are written while later clips animate."""
-        looks = [((name, code, value), "look", (name, value))
+        looks = [((name, code, value), functools.partial(self._edit, name, value))
                  for name, values in self.chosen.items() for code, value in enumerate(values, start=1)]
         for (name, code, value), result in self._ahead(looks):
             self.cancel.check()
             self.edits.setdefault(name, [None]).append(result)
-            self.edit_regions.setdefault(name, [None]).append(to_uint8(result.region))
             self.sheet_images.append(result.image)
             self.sheet_labels.append(value.label)
             clip_id = f"{name}-{code}"
@@ -297,8 +310,7 @@ class _Synthesis:
 
     def mix_clips(self) -> Iterator[Progress]:
         """One clip per planned mix of trained looks (perse.synth.mix)."""
-        jobs = [((index, codes), "mix", ([(name, self.chosen[name][code - 1]) for name, code in codes.items()],))
-                for index, codes in enumerate(self.mixes, 1)]
+        jobs = [((index, codes), functools.partial(self._edit_mix, codes)) for index, codes in enumerate(self.mixes, 1)]
         for (index, codes), result in self._ahead(jobs):
             self.cancel.check()
             label = " + ".join(self.chosen[name][code - 1].label for name, code in codes.items())
@@ -310,22 +322,36 @@ class _Synthesis:
                                  image=str(preview), metrics={"clip": f"{MIX}-{index}", "kept": kept,
                                                               "dropped": count - kept})
 
+    def _pair_target(self, pair: Pair, category, options: list, edited: list, a: int,
+                     b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pair's image, region and matte as the dataset stores them (8 bits a channel)."""
+        from perse.synth.interp import morph
+
+        with self.timer("pairs"):
+            if self.interp == "exact":
+                target = self.editor.edit_between(self.portrait, category, options[a], options[b], pair.t)
+                # A look on its way (a beard at half length) covers less than its endpoints: the pair
+                # supervises everything either endpoint may change.
+                for end in (edited[a], edited[b]):
+                    if end is not None:
+                        target.region = np.maximum(target.region, end.region)
+            else:
+                first, second = edited[a], edited[b]
+                region = second.region if first is None else np.maximum(first.region, second.region)
+                target = morph(self.source_image if first is None else first.image, second.image,
+                               self.portrait.matte if first is None else first.matte, second.matte, region, pair.t)
+            return (to_uint8(_composite(target.image, target.matte, self.background)), to_uint8(target.region),
+                    to_uint8(target.matte))
+
     def _store_pair(self, pair: Pair, images: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         with self.timer("pairs"):
             self.writer.add_pair(pair, *images)
 
     def _write_pairs(self, wait: bool = False) -> None:
-        """Queue the writing of the interpolation targets made so far (all of them when `wait`), in order.
-        A look on its way (a beard at half length) covers less than its endpoints: a target supervises
-        everything either endpoint may change."""
+        """Queue the writing of the interpolation targets made so far (all of them when `wait`), in order."""
         while self.pair_targets and (wait or self.pair_targets[0][1].done()):
-            pair, future, ends = self.pair_targets.popleft()
-            seconds, (image, region, matte) = self.editing.result(future)
-            self.timer.add("pairs", seconds)
-            for end in ends:
-                if end is not None:
-                    region = np.maximum(region, end)
-            self.jobs.submit(self._store_pair, pair, (image, region, matte))
+            pair, future = self.pair_targets.popleft()
+            self.jobs.submit(self._store_pair, pair, future.result())
 
     def _queue_pairs(self, name: str) -> None:
         """Interpolation targets of one category between the trained codes `interpolation_pairs` plans (the
@@ -333,18 +359,17 @@ class _Synthesis:
         since a pair would teach them."""
         frontal = cam.head_pose_viewmat(self.portrait.fov_deg, 0.0, 0.0, 0.0, self.animator.pivot).tolist()
         neutral = [0.0] * len(EXPRESSION_NAMES)
+        category = get_category(name)
         options = [None] + list(self.chosen[name])
-        # Morphing needs only the drawn looks' pixels, not their accessories.
-        drawn = [None if e is None else EditResult(e.image, e.region, e.matte) for e in self.edits[name]]
-        regions = self.edit_regions[name]
         for a, b, t in self.pair_plan:
             self.cancel.check()
             pair = Pair(f"{name}-{a}-{b}-t{round(t * 1000):04d}", name, SOURCE if a == 0 else f"{name}-{a}",
                         f"{name}-{b}", t, frontal, neutral)
             self.pair_order.append(pair.id)
-            job = (("between", name, options[a], options[b], t) if self.interp == "exact"
-                   else ("morphed", drawn[a], drawn[b], t))
-            self.pair_targets.append((pair, self.editing.submit(*job), (regions[a], regions[b])))
+            # On the editing threads, not the writers': queued there, 46 targets of a category would hold
+            # the main thread (and the animator) until all but two per writer were done.
+            self.pair_targets.append((pair, self.editing.submit(self._pair_target, pair, category, options,
+                                                                self.edits[name], a, b)))
             self.done += PAIR_COST
 
     def close(self) -> Path:
@@ -380,7 +405,7 @@ def run_synth(run_dir: str | Path, config: PipelineConfig, cancel: CancelToken =
         yield from job.mix_clips()
         sheet = job.close()
     finally:
-        job.editing.shutdown()
+        job.editing.shutdown(wait=True, cancel_futures=True)
         job.jobs.close()
     elapsed = time.perf_counter() - started
     totals = job.totals

@@ -167,18 +167,17 @@ def test_interpolation_targets_do_not_hold_up_the_next_clips(run_dir, monkeypatc
     """A category's targets are made on the editing threads while the next category's clips animate."""
     import threading
 
-    from perse.synth import editing
     from perse.synth import run as synth_run
 
     monkeypatch.setattr(synth_run, "cores", lambda: 1)  # one editing thread, one writer
     release = threading.Event()
-    make = editing.Looks.between
+    make = synth_run._Synthesis._pair_target
 
     def held(self, *args):
         assert release.wait(30), "the main thread waited for the interpolation targets"
         return make(self, *args)
 
-    monkeypatch.setattr(editing.Looks, "between", held)
+    monkeypatch.setattr(synth_run._Synthesis, "_pair_target", held)
     events = run_synth(run_dir, build_config("tiny", overrides={**OVERRIDES, "synth.interp_ts": "0.2,0.4,0.6,0.8"}))
     for event in events:
         if event.metrics.get("clip") == "glasses-1":  # animated after the hair's 4 targets were queued
@@ -186,37 +185,3 @@ def test_interpolation_targets_do_not_hold_up_the_next_clips(run_dir, monkeypatc
     release.set()
     list(events)
     assert len(read_dataset(run_dir).meta.pairs) == 8
-
-
-def test_editing_processes_draw_the_same_dataset_as_threads(ingested, tmp_path):
-    """Looks, mixed looks and in-betweens drawn by worker processes (perse.synth.editing) are the bytes that
-    threads of this process draw; the workers' time is reported under the edit and pairs phases."""
-    overrides = {**OVERRIDES, "synth.mixes": 1, "synth.values": 2, "synth.holdout_looks": 0}
-    datasets, phases = [], []
-    for processes in (0, 2):
-        run = tmp_path / f"processes-{processes}"
-        shutil.copytree(ingested["obama"][1], run)
-        events = list(run_synth(run, build_config("tiny", overrides={**overrides, "synth.edit_processes": processes})))
-        phases.append(events[-1].metrics["phases"])
-        datasets.append(read_dataset(run))
-    threads, processes = datasets
-    assert [c.id for c in threads.meta.clips] == [c.id for c in processes.meta.clips]
-    assert any(c.category == MIX for c in processes.meta.clips)
-    assert [p.id for p in threads.meta.pairs] == [p.id for p in processes.meta.pairs] and threads.meta.pairs
-    for clip in threads.meta.clips:
-        for frame in clip.frames:
-            assert np.array_equal(threads.frame_image(clip, frame), processes.frame_image(clip, frame)), clip.id
-    for a, b in zip(threads.meta.pairs, processes.meta.pairs):
-        assert np.array_equal(threads.pair_image(a), processes.pair_image(b))
-        assert np.array_equal(threads.pair_mask(a), processes.pair_mask(b))
-    assert all(p["edit"] > 0 and p["pairs"] > 0 for p in phases)
-
-
-def test_editing_process_count():
-    from perse.synth.editing import MAX_PROCESSES, process_count
-
-    assert process_count("parametric", -1, 2) == 0  # a small machine edits on threads
-    assert process_count("parametric", -1, 8) == 8
-    assert process_count("parametric", -1, 64) == MAX_PROCESSES
-    assert process_count("parametric", 3, 2) == 3  # asked for
-    assert process_count("diffusers", 4, 16) == 0  # a model on the GPU stays in this process

@@ -35,9 +35,6 @@ class Editor(Protocol):
     name: str
     # True when the backend can render a value *between* two catalog values (interp target `exact`).
     exact: bool
-    # True when its work is CPU-bound and its looks and arguments pickle, so it can draw in worker
-    # processes (perse.synth.editing); False for backends holding a model on the GPU.
-    processes: bool
 
     @classmethod
     def from_config(cls, config: "PipelineConfig") -> "Editor":

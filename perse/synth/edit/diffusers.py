@@ -56,7 +56,6 @@ def inpaint_region(portrait, category: Category) -> np.ndarray:
 class DiffusersEditor:
     name = "diffusers"
     exact = False
-    processes = False
 
     def __init__(self, model: str, steps: int, guidance: float, seed: int, device: str):
         if steps < 1:

@@ -536,7 +536,6 @@ SHARE_FLOOR = 1e-4
 class ParametricEditor:
     name = "parametric"
     exact = True
-    processes = True
 
     def __init__(self, seed: int = 0, device: str = "cpu"):
         self.seed = int(seed)
