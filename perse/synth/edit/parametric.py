@@ -34,10 +34,11 @@ every parameter, so it does not flicker along t and a denser beard only adds hai
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import cv2
@@ -68,6 +69,8 @@ class _Context:
     face: F.FaceFrame
     rng: np.random.Generator
     where: str
+    # Maps computed from the portrait alone (`_per_portrait`), shared by every context of that portrait.
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -83,6 +86,22 @@ class _Context:
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
         coords = np.arange(self.size, dtype=np.float32) + 0.5
         return np.meshgrid(coords, coords)
+
+
+def _per_portrait(compute: Callable[[_Context], np.ndarray]) -> Callable[[_Context], np.ndarray]:
+    """A map that depends on the portrait alone (its pixels, masks and landmarks; no spec, no noise),
+    computed once per portrait: a run's looks and in-betweens ask for the same few maps hundreds of times
+    (the hair mask and the skin likeness were a tenth of the editing work). Kept read-only, since every
+    caller shares it."""
+    @functools.wraps(compute)
+    def cached(ctx: _Context) -> np.ndarray:
+        value = ctx.maps.get(compute.__name__)
+        if value is None:
+            value = compute(ctx)
+            value.setflags(write=False)
+            ctx.maps[compute.__name__] = value
+        return value
+    return cached
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:
@@ -214,10 +233,16 @@ def _fill_polygon(size: int, points: np.ndarray, supersample: int = 4) -> np.nda
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
+@_per_portrait
+def _image_lab(ctx: _Context) -> np.ndarray:
+    return _lab(ctx.image)
+
+
+@_per_portrait
 def _skin_likeness(ctx: _Context) -> np.ndarray:
     """How much each pixel's colour resembles the face's skin (Lab distance): region masks drawn from
     landmarks blur the hairline, so skin-coloured "hair" pixels are forehead and the reverse."""
-    lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
+    lab = _image_lab(ctx)
     skin = _median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))
     chroma = np.linalg.norm(lab[..., 1:] - skin[1:], axis=-1)
     # Highlights on skin are brighter than its median; hair is darker. Only darker counts against.
@@ -228,6 +253,7 @@ def _skin_likeness(ctx: _Context) -> np.ndarray:
 
 # --- kinds -------------------------------------------------------------------------------------------
 
+@_per_portrait
 def _hair_mask(ctx: _Context) -> np.ndarray:
     hair = ctx.mask("hair") * (1 - ctx.mask("ears", "face_skin"))
     _, yy = ctx.grid()
@@ -241,7 +267,7 @@ def _hair_mask(ctx: _Context) -> np.ndarray:
     # over it, so the forehead is a candidate too, held to a stricter test below.
     forehead = ctx.mask("face_skin") * _smoothstep(ctx.face.brow_top - 0.02 * unit, ctx.face.brow_top - 0.08 * unit, yy)
     zone = np.maximum(ctx.mask("hair") * (1 - ctx.mask("ears")), forehead)
-    lab = cv2.cvtColor(ctx.image.astype(np.float32), cv2.COLOR_RGB2LAB)
+    lab = _image_lab(ctx)
     # Averaged over a small neighbourhood, so a strand's highlight counts with its strand.
     lab = cv2.GaussianBlur(lab, (0, 0), max(0.7, 0.02 * unit))
     skin, skin_spread = np.median(lab[cheeks], axis=0), lab[cheeks].std(axis=0) + 1.0
@@ -271,7 +297,7 @@ def _hair_flow(ctx: _Context, lightness: np.ndarray) -> np.ndarray:
 def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
     mask = _hair_mask(ctx)
     unit = ctx.face.face_height
-    lab = _lab(ctx.image)
+    lab = _image_lab(ctx)
     shading = cv2.GaussianBlur(lab[..., 0], (0, 0), max(1.0, 0.02 * unit))
     own = _median_inside(lab, mask, lab.reshape(-1, 3).mean(0))
     target = _lab(spec["color"])
@@ -299,7 +325,7 @@ def _tone(ctx: _Context, spec: dict[str, Any]) -> Layer:
     likeness = _skin_likeness(ctx)
     mask = np.clip(ctx.mask("face_skin", "ears", "neck") + (ctx.masks["brows"] + ctx.masks["lips"]) * likeness, 0, 1)
     mask = np.maximum(mask, hair * near_face * likeness)
-    lab = _lab(ctx.image)
+    lab = _image_lab(ctx)
     shading = cv2.GaussianBlur(lab[..., 0], (0, 0), max(1.0, 0.02 * ctx.face.face_height))
     own = _median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))
     # Texture is never amplified: pores stay pores and the camera's noise does not become grain.
@@ -308,7 +334,7 @@ def _tone(ctx: _Context, spec: dict[str, Any]) -> Layer:
 
 def _lipstick(ctx: _Context, spec: dict[str, Any]) -> Layer:
     mask = ctx.mask("lips")
-    lab = _lab(ctx.image)
+    lab = _image_lab(ctx)
     shading = cv2.GaussianBlur(lab[..., 0], (0, 0), max(1.0, 0.01 * ctx.face.face_height))
     own = _median_inside(lab, mask, lab.reshape(-1, 3).mean(0))
     target = _lab(spec["color"])
@@ -386,6 +412,7 @@ def _brows(ctx: _Context, spec: dict[str, Any]) -> Layer:
     return Layer(np.clip(color, 0, 1), np.clip(alpha, 0, 1) * min(1.0, float(spec["replace"]) / 0.35))
 
 
+@_per_portrait
 def _brow_color(ctx: _Context) -> np.ndarray:
     """The person's own hair colour for facial hair: the darker half of the brow pixels."""
     brows = ctx.mask("brows") > 0.5
@@ -396,6 +423,7 @@ def _brow_color(ctx: _Context) -> np.ndarray:
     return (pixels[luminance <= np.median(luminance)].mean(axis=0) * 0.85).astype(np.float32)
 
 
+@_per_portrait
 def _beard_flow(ctx: _Context) -> np.ndarray:
     """Facial hair grows down, fanning outwards from the chin's midline; on the upper lip it runs down
     and out from the philtrum."""
@@ -468,18 +496,18 @@ def _beard(ctx: _Context, spec: dict[str, Any]) -> Layer:
 # source morph these parameters (hair colour from the person's own, beard length from 0) instead of
 # fading a finished edit in. Kinds without an entry fade in with their strength.
 def _own_hair(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
-    lab = _lab(ctx.image)
+    lab = _image_lab(ctx)
     return {**spec, "color": tuple(_rgb(_median_inside(lab, _hair_mask(ctx), lab.reshape(-1, 3).mean(0))).tolist()),
             "shine": 0.0}
 
 
 def _own_skin(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
-    lab = _lab(ctx.image)
+    lab = _image_lab(ctx)
     return {**spec, "color": tuple(_rgb(_median_inside(lab, ctx.mask("face_skin"), lab.reshape(-1, 3).mean(0))).tolist())}
 
 
 def _own_lips(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
-    lab = _lab(ctx.image)
+    lab = _image_lab(ctx)
     return {**spec, "color": tuple(_rgb(_median_inside(lab, ctx.mask("lips"), lab.reshape(-1, 3).mean(0))).tolist()),
             "gloss": 0.0}
 
@@ -529,6 +557,9 @@ def mix_specs(a: dict[str, Any], b: dict[str, Any], t: float) -> tuple[dict[str,
 
 # Faces whose lifted head the editor keeps (a run edits one; tests a few).
 LIFTED_CACHE = 4
+# Portraits whose maps are kept (least recently used dropped): the source, and the mixed looks that the
+# editing threads draw over (a few megabytes each at 512 px).
+PORTRAIT_MAPS_CACHE = 8
 # An accessory's share of a pixel below this is rounding in its render: the pixel stays the portrait's.
 SHARE_FLOOR = 1e-4
 
@@ -543,6 +574,7 @@ class ParametricEditor:
         # CPU); everything else is numpy and OpenCV.
         self.device = device
         self._heads: dict[int, tuple] = {}
+        self._maps: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -553,8 +585,26 @@ class ParametricEditor:
         where = f"portrait {portrait.source or '(in memory)'}"
         F.validate_landmarks(portrait.landmarks, portrait.size, where)
         rng = np.random.default_rng([self.seed, zlib.crc32(category.name.encode()), portrait.size])
-        return _Context(input_image(portrait), dict(portrait.masks), np.asarray(portrait.matte, np.float32),
-                        F.FaceFrame(np.asarray(portrait.landmarks, np.float64)), rng, where)
+        maps = self._portrait_maps(portrait)
+        return _Context(maps["input"], dict(portrait.masks), np.asarray(portrait.matte, np.float32),
+                        F.FaceFrame(np.asarray(portrait.landmarks, np.float64)), rng, where, maps)
+
+    def _portrait_maps(self, portrait) -> dict[str, np.ndarray]:
+        """The `_per_portrait` maps of this portrait (and its pixels as floats), kept for the last few
+        portraits: a mixed look draws over a new one. Keyed by the objects a map reads, which the entry
+        holds so that their ids cannot be reused by others."""
+        parts = (portrait.image, portrait.masks, portrait.matte, portrait.landmarks)
+        key = tuple(id(part) for part in parts)
+        with self._lock:
+            entry = self._maps.pop(key, None)
+            if entry is None:
+                image = input_image(portrait)
+                image.setflags(write=False)
+                if len(self._maps) >= PORTRAIT_MAPS_CACHE:
+                    self._maps.pop(next(iter(self._maps)))  # the least recently used
+                entry = (parts, {"input": image})
+            self._maps[key] = entry
+            return entry[1]
 
     def layer(self, portrait, category: Category, spec: dict[str, Any]) -> Layer:
         if category.kind not in KINDS:
