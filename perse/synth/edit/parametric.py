@@ -283,11 +283,12 @@ def _hair_mask(ctx: _Context) -> np.ndarray:
     return zone * (1 - _skin_likeness(ctx)) * _smoothstep(forehead - 0.5, forehead + 0.5, to_skin - to_hair)
 
 
-def _hair_flow(ctx: _Context, lightness: np.ndarray) -> np.ndarray:
+@_per_portrait
+def _hair_flow(ctx: _Context) -> np.ndarray:
     """Direction of the strands: the photo's own (structure tensor), and where the photo shows no clear
     direction (smooth or dark hair), hair falling away from the crown."""
     face, unit = ctx.face, ctx.face.face_height
-    angle, coherence = _orientation(lightness / 100.0, max(1.0, 0.02 * unit))
+    angle, coherence = _orientation(_image_lab(ctx)[..., 0] / 100.0, max(1.0, 0.02 * unit))
     xx, yy = ctx.grid()
     crown = np.array([face.center_x, face.xy[F.FOREHEAD_TOP, 1] - 0.2 * unit])
     falling = np.arctan2(yy - crown[1], xx - crown[0])
@@ -305,7 +306,7 @@ def _recolor(ctx: _Context, spec: dict[str, Any]) -> Layer:
     # Strands along the hair's flow: dark hair shows its strands faintly, so a much lighter (or darker)
     # colour gets strand texture the photo cannot supply, in proportion to the lightness change.
     noise = cv2.GaussianBlur(ctx.rng.standard_normal(mask.shape).astype(np.float32), (0, 0), 0.8)
-    streaks = _along(noise, _hair_flow(ctx, lab[..., 0]), max(2.0, 0.08 * unit))
+    streaks = _along(noise, _hair_flow(ctx), max(2.0, 0.08 * unit))
     streaks = streaks - cv2.GaussianBlur(streaks, (0, 0), max(1.5, 0.012 * unit))
     streaks = streaks / max(float(streaks[mask > 0.5].std()) if (mask > 0.5).any() else 1.0, 1e-6)
     change = min(abs(float(target[0] - own[0])) / 40.0, 1.0)
@@ -374,26 +375,55 @@ def _brow_flow(ctx: _Context, outer: np.ndarray, inner: np.ndarray) -> np.ndarra
     return np.arctan2(direction[..., 1], direction[..., 0]).astype(np.float32)
 
 
+def _brow_grow_px(ctx: _Context) -> int:
+    """How far a brow's stray hairs reach beyond the brow landmarks' outline of its core."""
+    return max(1, int(round(0.02 * ctx.face.face_height)))
+
+
+@_per_portrait
+def _old_brows(ctx: _Context) -> np.ndarray:
+    """Where the photo's brows grow (uint8), their stray hairs included."""
+    grow = _brow_grow_px(ctx)
+    return cv2.dilate((ctx.mask("brows") > 0.2).astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+
+
+@_per_portrait
+def _bare_brows(ctx: _Context) -> np.ndarray:
+    """The photo with its brows inpainted away."""
+    grow, old_grown = _brow_grow_px(ctx), _old_brows(ctx)
+    bare = cv2.inpaint(np.round(ctx.image * 255).astype(np.uint8), old_grown, max(3, 2 * grow), cv2.INPAINT_TELEA)
+    bare = cv2.GaussianBlur(bare.astype(np.float32) / 255.0, (0, 0), 0.6 * grow)
+    return np.where(old_grown[..., None] > 0, bare, ctx.image)
+
+
+@_per_portrait
+def _brows_growth(ctx: _Context) -> np.ndarray:
+    """Both brows' growth pattern (`_brow_flow`), each on its side of the face."""
+    flow = np.zeros((ctx.size, ctx.size), np.float32)
+    xx, _ = ctx.grid()
+    for upper in (F.RIGHT_BROW_UPPER, F.LEFT_BROW_UPPER):
+        outer, inner = ctx.face.xy[upper[0]], ctx.face.xy[upper[-1]]
+        side = (xx - ctx.face.center_x) * (outer[0] - inner[0]) > 0
+        flow = np.where(side, _brow_flow(ctx, outer, inner), flow)
+    return flow
+
+
+@_per_portrait
+def _brows_light(ctx: _Context) -> np.ndarray:
+    """The light on the bare brow skin, relative to the face's median skin."""
+    bare = _bare_brows(ctx)
+    return np.clip(cv2.GaussianBlur(_luminance(bare), (0, 0), max(1.0, 0.04 * ctx.face.face_height)) /
+                   max(float(_median_inside(_luminance(bare), ctx.mask("face_skin"), 0.5)), 1e-3), 0.3, 1.5)
+
+
 def _brows(ctx: _Context, spec: dict[str, Any]) -> Layer:
     from perse.synth.lighting import linear_to_srgb, srgb_to_linear
 
     size, unit = ctx.size, ctx.face.face_height
-    old = ctx.mask("brows")
-    # The brow landmarks outline the brow's core; its stray hairs reach a little beyond.
-    grow = max(1, int(round(0.02 * unit)))
-    old_grown = cv2.dilate((old > 0.2).astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    bare = cv2.inpaint(np.round(ctx.image * 255).astype(np.uint8), old_grown, max(3, 2 * grow), cv2.INPAINT_TELEA)
-    bare = cv2.GaussianBlur(bare.astype(np.float32) / 255.0, (0, 0), 0.6 * grow)
-    bare = np.where(old_grown[..., None] > 0, bare, ctx.image)
+    old_grown, bare, flow = _old_brows(ctx), _bare_brows(ctx), _brows_growth(ctx)
     outline = np.zeros((size, size), np.float32)
-    flow = np.zeros((size, size), np.float32)
-    xx, _ = ctx.grid()
     for upper, lower in ((F.RIGHT_BROW_UPPER, F.RIGHT_BROW_LOWER), (F.LEFT_BROW_UPPER, F.LEFT_BROW_LOWER)):
-        coverage = _fill_polygon(size, _brow_outline(ctx, upper, lower, spec))
-        outline = np.maximum(outline, coverage)
-        outer, inner = ctx.face.xy[upper[0]], ctx.face.xy[upper[-1]]
-        side = (xx - ctx.face.center_x) * (outer[0] - inner[0]) > 0
-        flow = np.where(side, _brow_flow(ctx, outer, inner), flow)
+        outline = np.maximum(outline, _fill_polygon(size, _brow_outline(ctx, upper, lower, spec)))
     density = float(spec["density"])
     # Hairs sprout inside the outline, thinning at its edge, and lie along the brow's growth pattern.
     soft = cv2.GaussianBlur(outline, (0, 0), max(0.6, 0.008 * unit))
@@ -402,8 +432,7 @@ def _brows(ctx: _Context, spec: dict[str, Any]) -> Layer:
     # Between the hairs the skin is shadowed by more hairs than the eye resolves.
     underneath = 0.35 * density * soft
     alpha_brow = np.clip(1 - (1 - hairs) * (1 - underneath), 0, 1)
-    light = np.clip(cv2.GaussianBlur(_luminance(bare), (0, 0), max(1.0, 0.04 * unit)) /
-                    max(float(_median_inside(_luminance(bare), ctx.mask("face_skin"), 0.5)), 1e-3), 0.3, 1.5)
+    light = _brows_light(ctx)
     hair_rgb = linear_to_srgb(srgb_to_linear(spec["color"])[None, None] * (light * np.where(hairs > 0, tone, 0.8))[..., None])
     color = bare * (1 - alpha_brow[..., None]) + hair_rgb.astype(np.float32) * alpha_brow[..., None]
     alpha = np.maximum(cv2.GaussianBlur(old_grown.astype(np.float32), (0, 0), max(0.5, 0.006 * unit)), alpha_brow)
