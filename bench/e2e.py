@@ -37,7 +37,7 @@ def bench_one(photo: Path, run: Path, config) -> dict:
     times: dict[str, float] = {}
     skipped: list[str] = []
     first_avatar = None
-    # The synth stage's seconds per phase; its workers' phases sum their time, so can exceed the wall.
+    # The synth stage's seconds per phase; phases run on threads sum their time, so can exceed the wall.
     synth_phases = None
     stage, stage_start = None, time.perf_counter()
     start = stage_start

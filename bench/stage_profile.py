@@ -171,8 +171,8 @@ def main() -> int:
     out = args.out or ROOT / "bench" / "results" / f"stage_profile_{'_'.join(stages)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "profile", "run": args.run.name, "device": device_name(config.resolved_device()),
-                               "preset": config.preset, "stages": results,
-                                     "kernel_profile": kernels}, indent=1))
+                               "preset": config.preset, "stages": results, "kernel_profile": kernels},
+                              indent=1))
     print(f"\nwrote {out}")
     return 0
 
