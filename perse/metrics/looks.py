@@ -39,14 +39,34 @@ def premultiplied(dataset: Dataset, clip: Clip, frame: Frame) -> tuple[np.ndarra
     return dataset.frame_image(clip, frame) * matte[..., None], matte
 
 
-def look_region(dataset: Dataset, look: Clip, frame: Frame, source: Clip, dilation_px: int) -> np.ndarray | None:
+class _Frames:
+    """`premultiplied` frames of one dataset, each loaded once: every held-out look is compared with the
+    same source frames, and a look's frame serves both its region and its score. The source clip's frames
+    stay (one clip's worth); a look's go with `forget`, once the look is scored."""
+
+    def __init__(self, dataset: Dataset, source: Clip):
+        self.dataset, self.source = dataset, source
+        self.loaded: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, clip: Clip, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        key = (clip.id, frame.index)
+        if key not in self.loaded:
+            self.loaded[key] = premultiplied(self.dataset, clip, frame)
+        return self.loaded[key]
+
+    def forget(self, clip: Clip) -> None:
+        for key in [key for key in self.loaded if key[0] == clip.id]:
+            del self.loaded[key]
+
+
+def look_region(frames: _Frames, look: Clip, frame: Frame, dilation_px: int) -> np.ndarray | None:
     """Where `look` differs from the source look at `frame`'s camera and expression, dilated; None when
     the source clip has no such frame."""
-    source_frame = matching_frame(source, frame)
+    source_frame = matching_frame(frames.source, frame)
     if source_frame is None:
         return None
-    image, matte = premultiplied(dataset, look, frame)
-    source_image, source_matte = premultiplied(dataset, source, source_frame)
+    image, matte = frames(look, frame)
+    source_image, source_matte = frames(frames.source, source_frame)
     changed = ((np.abs(image - source_image).max(-1) > CHANGE_THRESHOLD)
                | (np.abs(matte - source_matte) > CHANGE_THRESHOLD)).astype(np.uint8)
     return cv2.dilate(changed, disk(dilation_px)).astype(np.float32)
@@ -60,17 +80,17 @@ def held_out_looks(avatar: Avatar, dataset: Dataset, dilation_px: int, steps: in
     if not looks:
         return {"looks": 0, "goal_db": HELD_OUT_GOAL_DB,
                 "note": "no held-out looks in the dataset (synth.holdout_looks=0, or a dataset from a hub tool)"}, []
-    source = dataset.clips[SOURCE]
+    frames = _Frames(dataset, dataset.clips[SOURCE])
     fits = []  # (look, fit frame, its region)
     for look in looks:
         frame = frontal_frame(look)
-        region = look_region(dataset, look, frame, source, dilation_px)
+        region = look_region(frames, look, frame, dilation_px)
         if region is not None and region.sum() >= 1:
             fits.append((look, frame, region))
     if not fits:
         return {"looks": 0, "goal_db": HELD_OUT_GOAL_DB,
                 "note": "no held-out look differs from the source clip at a shared frame"}, []
-    images, mattes = zip(*(premultiplied(dataset, look, frame) for look, frame, _ in fits))
+    images, mattes = zip(*(frames(look, frame) for look, frame, _ in fits))
     codes = avatar.fit_codes(np.stack(images), np.stack([region for _, _, region in fits]),
                              [look.category for look, _, _ in fits],
                              np.stack([frame.world_to_camera for _, frame, _ in fits]),
@@ -79,7 +99,8 @@ def held_out_looks(avatar: Avatar, dataset: Dataset, dilation_px: int, steps: in
     per_look: dict[str, Any] = {}
     tiles: list[tuple[str, np.ndarray]] = []
     for (look, fit_frame, _), code in zip(fits, codes):
-        scored = score_look(avatar, dataset, look, fit_frame, source, code, dilation_px)
+        scored = score_look(avatar, frames, look, fit_frame, code, dilation_px)
+        frames.forget(look)
         if scored is not None:
             result, shown = scored
             per_look[look.id] = {"category": look.category, "value": look.value, **result}
@@ -103,30 +124,31 @@ def held_out_looks(avatar: Avatar, dataset: Dataset, dilation_px: int, steps: in
     }, tiles
 
 
-def score_look(avatar: Avatar, dataset: Dataset, look: Clip, fit_frame: Frame, source: Clip, code: torch.Tensor,
+def score_look(avatar: Avatar, frames: _Frames, look: Clip, fit_frame: Frame, code: torch.Tensor,
                dilation_px: int) -> tuple[dict[str, Any], list[np.ndarray]] | None:
     """PSNR in the region over the look's kept frames other than the one fitted, with the fitted code and
     with the source code, and the most turned of those frames with both renders; None if no such frame
     has a region."""
-    frames, regions = [], []
+    scored, regions = [], []
     for frame in look.kept_frames:
         if frame.index == fit_frame.index:
             continue
-        region = look_region(dataset, look, frame, source, dilation_px)
+        region = look_region(frames, look, frame, dilation_px)
         if region is not None and region.sum() >= 1:
-            frames.append(frame)
+            scored.append(frame)
             regions.append(region)
-    if not frames:
+    if not scored:
         return None
     device = avatar.device
-    targets = torch.as_tensor(np.stack([premultiplied(dataset, look, f)[0] for f in frames]), device=device)
+    targets = torch.as_tensor(np.stack([frames(look, f)[0] for f in scored]), device=device)
     region = torch.as_tensor(np.stack(regions), device=device)[..., None]
-    viewmats = torch.tensor(np.array([f.world_to_camera for f in frames]), dtype=torch.float32, device=device)
-    expressions = torch.tensor(np.array([f.expression for f in frames]), dtype=torch.float32, device=device)
-    shown = max(range(len(frames)), key=lambda i: abs(yaw_deg(frames[i])))
+    viewmats = torch.tensor(np.array([f.world_to_camera for f in scored]), dtype=torch.float32, device=device)
+    expressions = torch.tensor(np.array([f.expression for f in scored]), dtype=torch.float32, device=device)
+    shown = max(range(len(scored)), key=lambda i: abs(yaw_deg(scored[i])))
     scores, images = {}, [targets[shown].cpu().numpy()]
     for name, latent in (("psnr", avatar.latent({look.category: code})), ("psnr_source_code", avatar.latent())):
-        rgb, _ = render_latents(avatar, latent.expand(len(frames), -1), expressions, viewmats, dataset.meta.image_size)
+        rgb, _ = render_latents(avatar, latent.expand(len(scored), -1), expressions, viewmats,
+                                frames.dataset.meta.image_size)
         scores[name] = psnr(rgb, targets, region)
         images.append(rgb[shown].cpu().numpy())
-    return {**scores, "frames": len(frames), "fit_frame": fit_frame.index}, images
+    return {**scores, "frames": len(scored), "fit_frame": fit_frame.index}, images
