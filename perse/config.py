@@ -180,8 +180,9 @@ class DriveConfig:
     """`perse drive`: a face video drives the avatar (perse/drive, docs/drive.md)."""
 
     # How each frame's expression is read (perse.drive.blendshapes.ESTIMATORS): "geometric" measures the
-    # face mesh the ingest stage already runs; "mediapipe" runs mediapipe's face landmarker, whose
-    # blendshape model is not in the wheel (give its .task file below or in PERSE_FACE_LANDMARKER).
+    # face mesh the ingest stage already runs; "mediapipe" runs mediapipe's face landmarker with the
+    # blendshape model perse ships (perse/drive/models), or the .task file named below or in
+    # PERSE_FACE_LANDMARKER.
     blendshapes: str = "geometric"
     face_landmarker: str = ""
     # Every frame is tracked and rendered; longer clips are refused before any work is done.

@@ -4,7 +4,8 @@ mediapipe's face landmarker (perse.core.expressions.ARKIT_BLENDSHAPES), chosen b
 - "geometric" (default, offline): measures the 478-point mesh the ingest stage computes (mouth aperture,
   corner lift, eyelid aperture, brow height, ...), in the head's own frame and in units of the face's size.
 - "mediapipe": mediapipe's FaceLandmarker with its blendshape head. Its model file (face_landmarker.task)
-  is not in the mediapipe wheel: give its path in drive.face_landmarker or PERSE_FACE_LANDMARKER.
+  is not in the mediapipe wheel; perse ships one (perse/drive/models), drive.face_landmarker or
+  PERSE_FACE_LANDMARKER name another.
 
 An estimator measures each frame's *features* (its own kind of numbers: the geometric one's are face
 measures, the landmarker's its raw scores) and turns features into scores relative to a neutral face's

@@ -1,8 +1,9 @@
 """The "mediapipe" blendshape estimator: mediapipe's FaceLandmarker with its blendshape model.
 
-The model (face_landmarker.task, from mediapipe's model page) is not inside the mediapipe wheel, so it
-is a file the user provides: drive.face_landmarker, or the PERSE_FACE_LANDMARKER environment variable.
-The landmarker runs on a close-up around the face the ingest stage's mesh found, so both see one face.
+The model (face_landmarker.task, from mediapipe's model page) is not inside the mediapipe wheel. This
+package ships a copy (perse/drive/models/README.md says where it comes from); drive.face_landmarker or
+the PERSE_FACE_LANDMARKER environment variable name another. The landmarker runs on a close-up around
+the face the ingest stage's mesh found, so both see one face.
 """
 from __future__ import annotations
 
@@ -24,14 +25,22 @@ CLOSE_UP_SCALE = 1.8
 MIN_ROOM = 0.05
 
 
+# The copy this package ships.
+BUNDLED = Path(__file__).parent / "models" / "face_landmarker.task"
+
+
 def model_path(configured: str) -> Path:
-    """The .task file from the config, else from the environment; a specific error when it is missing."""
+    """The .task file from the config, else from the environment, else the bundled one; a specific error
+    when none is there."""
     spec = configured or os.environ.get(ENV, "")
     where = "drive.face_landmarker" if configured else ENV
     if not spec:
+        if BUNDLED.is_file():
+            return BUNDLED
         raise PerseError(f"the mediapipe blendshape estimator needs mediapipe's face_landmarker.task, which its wheel "
-                         f"does not ship: download it from {MODEL_PAGE} and give its path with --override "
-                         f"drive.face_landmarker=PATH or {ENV}=PATH, or use drive.blendshapes=geometric")
+                         f"does not ship and this installation lacks ({BUNDLED}): download it from {MODEL_PAGE} and "
+                         f"give its path with --override drive.face_landmarker=PATH or {ENV}=PATH, or use "
+                         "drive.blendshapes=geometric")
     path = Path(spec).expanduser()
     if not path.is_file():
         raise PerseError(f"{path} ({where}): no such file; it should be mediapipe's face_landmarker.task "
