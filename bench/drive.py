@@ -27,13 +27,14 @@ instead (no speed): a machine with the tracker judges what a GPU rendered.
 only drive()'s speed on CLIP, cold and warm, for a machine without the judge's identity scorer (dlib);
 writes bench/results/drive_speed_<device>.json and keeps the output in DIR for --rendered.
 
-Prints a table and writes bench/results/drive_<device>.json, naming the video.
+Prints a table and writes bench/results/drive[_mediapipe]_<device>.json (judged by mediapipe or not), naming
+the video.
 
     python bench/drive.py --tracker-only [--portraits assets/a.jpg ...] [--size 256] [--seconds 12]
 
 only the tracker part, over several portraits (default: every one in assets/): each portrait's driving
 clip made, tracked and retargeted, and compared with its truth; prints a control x portrait table and
-writes bench/results/drive_tracker_<device>.json, naming the clips.
+writes bench/results/drive_tracker[_mediapipe]_<device>.json, naming the clips.
 
     python bench/drive.py --run RUN --device cuda --render-speed [--size 512] [--seconds 20]
 
@@ -89,6 +90,12 @@ def _shown_path(path: Path) -> str:
     """Relative to the repository when inside it, so results name the same file on every machine."""
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def judged(name: str, estimator: str) -> str:
+    """A judged result's name: mediapipe's readings go to files of their own (`_mediapipe`), so that they
+    never overwrite the geometric judge's earlier ones."""
+    return name if estimator == "geometric" else f"{name}_{estimator}"
 
 
 def write_result(args, name: str, result: dict) -> int:
@@ -168,7 +175,7 @@ def tracker_only(args, estimator: str, work: Path) -> int:
     print(f"tracker vs truth, {len(results)} portraits: mean r {s['mean_correlation']:.3f}, {s['controls_correlated']}/"
           f"{s['controls']} (control, portrait) pairs r >= {TARGETS['correlation']}, mean MAE {s['mean_mae']:.3f}, "
           f"on {result['device']}")
-    return write_result(args, "drive_tracker", result)
+    return write_result(args, judged("drive_tracker", estimator), result)
 
 
 def render_speed(args) -> int:
@@ -381,7 +388,7 @@ def main() -> int:
     print(f"identity (dlib, renders vs portrait): mean {result['identity']['mean']:.3f}, min {result['identity']['min']:.3f}")
     if speed:
         print_speed(speed, args.size, result["device"])
-    return write_result(args, "drive", result)
+    return write_result(args, judged("drive", estimator), result)
 
 
 if __name__ == "__main__":
