@@ -593,6 +593,29 @@ PORTRAIT_MAPS_CACHE = 8
 SHARE_FLOOR = 1e-4
 
 
+class _ByIdentity:
+    """Values built from some objects, keyed by those objects' identity and kept for the `size` most
+    recently used. An entry holds its objects, so that their ids cannot be reused by others while it
+    lives. A build holds this cache's lock: threads asking for the same value wait for one build instead
+    of repeating it (only this cache's users wait)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: dict[tuple[int, ...], tuple[tuple, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, parts: tuple, build: Callable[[], Any]) -> Any:
+        key = tuple(id(part) for part in parts)
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is None:
+                if len(self._entries) >= self.size:
+                    self._entries.pop(next(iter(self._entries)))  # the least recently used
+                entry = (parts, build())
+            self._entries[key] = entry
+            return entry[1]
+
+
 class ParametricEditor:
     name = "parametric"
     exact = True
@@ -602,9 +625,8 @@ class ParametricEditor:
         # Where accessories are drawn with the lifted head (a large share of a run's editing on the
         # CPU); everything else is numpy and OpenCV.
         self.device = device
-        self._heads: dict[int, tuple] = {}
-        self._maps: dict[tuple, tuple] = {}
-        self._lock = threading.Lock()
+        self._heads = _ByIdentity(LIFTED_CACHE)
+        self._maps = _ByIdentity(PORTRAIT_MAPS_CACHE)
 
     @classmethod
     def from_config(cls, config) -> "ParametricEditor":
@@ -620,20 +642,13 @@ class ParametricEditor:
 
     def _portrait_maps(self, portrait) -> dict[str, np.ndarray]:
         """The `_per_portrait` maps of this portrait (and its pixels as floats), kept for the last few
-        portraits: a mixed look draws over a new one. Keyed by the objects a map reads, which the entry
-        holds so that their ids cannot be reused by others."""
-        parts = (portrait.image, portrait.masks, portrait.matte, portrait.landmarks)
-        key = tuple(id(part) for part in parts)
-        with self._lock:
-            entry = self._maps.pop(key, None)
-            if entry is None:
-                image = input_image(portrait)
-                image.setflags(write=False)
-                if len(self._maps) >= PORTRAIT_MAPS_CACHE:
-                    self._maps.pop(next(iter(self._maps)))  # the least recently used
-                entry = (parts, {"input": image})
-            self._maps[key] = entry
-            return entry[1]
+        portraits (a mixed look draws over a new one), keyed by the objects a map reads."""
+        def start() -> dict[str, np.ndarray]:
+            image = input_image(portrait)
+            image.setflags(write=False)
+            return {"input": image}
+
+        return self._maps.get((portrait.image, portrait.masks, portrait.matte, portrait.landmarks), start)
 
     def layer(self, portrait, category: Category, spec: dict[str, Any]) -> Layer:
         if category.kind not in KINDS:
@@ -680,16 +695,12 @@ class ParametricEditor:
         built once per face: pairs ask from several threads, and a portrait that other looks were drawn
         over (a mixed look: `dataclasses.replace` keeps its landmarks) is the same head, lit by the same
         light; its recoloured pixels reach the accessory through `image` alone."""
-        with self._lock:
-            cached = self._heads.get(id(portrait.landmarks))
-            if cached is None or cached[0] is not portrait.landmarks:
-                animator = LiftAnimator(portrait, device=self.device, renderer="splat")
-                head = accessories.Head(portrait, animator.geometry, estimate_lighting(portrait, animator.geometry))
-                if len(self._heads) >= LIFTED_CACHE:
-                    self._heads.pop(next(iter(self._heads)))
-                # The landmarks are kept with their entry so their id cannot be reused by another object.
-                self._heads[id(portrait.landmarks)] = cached = (portrait.landmarks, animator, head)
-            return cached[1], cached[2]
+        def lift() -> tuple[LiftAnimator, accessories.Head]:
+            animator = LiftAnimator(portrait, device=self.device, renderer="splat")
+            lighting = estimate_lighting(portrait, animator.geometry)
+            return animator, accessories.Head(portrait, animator.geometry, lighting)
+
+        return self._heads.get((portrait.landmarks,), lift)
 
     def edit(self, portrait, category: Category, value: Value, strength: float = 1.0) -> EditResult:
         """`value` at `strength`: the in-between from the source look (`edit_between(None, value, t)`)."""
