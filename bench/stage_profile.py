@@ -101,6 +101,7 @@ def kernel_profile(run: Path, config, steps: int, top: int) -> list[dict]:
     cuda = trainer.device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    own_us = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # noqa: E731
     phases = []
     for phase, first in (("reconstruction", 0), ("interpolation", int(config.avatar.interp_start * config.avatar.steps))):
         trainer.step_index = first
@@ -115,10 +116,8 @@ def kernel_profile(run: Path, config, steps: int, top: int) -> list[dict]:
             if cuda:
                 torch.cuda.synchronize()
         ms = 1000 * (time.perf_counter() - start) / steps
-        rows = [{"name": e.key[:90], "calls": e.count, "self_ms_per_step": round(
-                    (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1000 / steps, 3)}
-                for e in sorted(prof.key_averages(), key=lambda e: -(e.self_device_time_total if cuda
-                                                                      else e.self_cpu_time_total))[:top]]
+        rows = [{"name": e.key[:90], "calls": e.count, "self_ms_per_step": round(own_us(e) / 1000 / steps, 3)}
+                for e in sorted(prof.key_averages(), key=own_us, reverse=True)[:top]]
         phases.append({"phase": phase, "ms_per_step": round(ms, 2), "steps": steps, "sorted_by": sort, "top": rows})
     return phases
 
